@@ -213,7 +213,8 @@ export class Allocator {
         if (sa.serviceSelectors.length > 0) this.withSelectors.push(ps);
       }
     }
-    for (const f of [4, 6] as const) this.cidrIndex[f].sort((a, b) => (a.prefix.base < b.prefix.base ? -1 : 1));
+    for (const f of [4, 6] as const)
+      this.cidrIndex[f].sort((a, b) => (a.prefix.base < b.prefix.base ? -1 : 1));
   }
 
   /** The CIDR holding an address (pools never overlap), or undefined. */
@@ -368,17 +369,24 @@ export class Allocator {
    * previous allocation is replaced.
    */
   assign(req: AllocRequest, ips: readonly IPAddress[], poolName?: string): Outcome<Allocation> {
-    if (ips.length === 0 || ips.length > 2) return { ok: false, reason: 'one IP, or two of different families, expected' };
+    if (ips.length === 0 || ips.length > 2)
+      return { ok: false, reason: 'one IP, or two of different families, expected' };
     if (ips.length === 2 && ips[0]!.family === ips[1]!.family) {
       return { ok: false, reason: 'two IPs must be of different families' };
     }
     const ps = this.ownerOf(ips);
     if (!ps) {
       const txt = ips.map(formatIP).join(', ');
-      return { ok: false, reason: `${txt} ${ips.length > 1 ? 'are' : 'is'} not allowed in config (not in one pool)` };
+      return {
+        ok: false,
+        reason: `${txt} ${ips.length > 1 ? 'are' : 'is'} not allowed in config (not in one pool)`,
+      };
     }
     if (poolName !== undefined && ps.pool.name !== poolName) {
-      return { ok: false, reason: `${ips.map(formatIP).join(', ')} belongs to pool "${ps.pool.name}", not "${poolName}"` };
+      return {
+        ok: false,
+        reason: `${ips.map(formatIP).join(', ')} belongs to pool "${ps.pool.name}", not "${poolName}"`,
+      };
     }
     if (!poolCompatible(ps.pool, req.namespace, req.labels)) {
       return { ok: false, reason: incompatibleReason(ps.pool, req.namespace) };
@@ -480,7 +488,13 @@ export class Allocator {
    * Chooses IPs for a Service without current IPs (spec c.3 steps 2-3); the Service's previous
    * allocation, if any, is released first.
    */
-  allocate(req: AllocRequest, fam: FamilyWanted, policy: Policy, primary: Family, poolName?: string): Outcome<Allocation> {
+  allocate(
+    req: AllocRequest,
+    fam: FamilyWanted,
+    policy: Policy,
+    primary: Family,
+    poolName?: string,
+  ): Outcome<Allocation> {
     this.release(req.key);
     const famText = fam === 'dual' ? 'IPv4+IPv6' : `IPv${fam}`;
     if (poolName !== undefined) {
@@ -495,7 +509,8 @@ export class Allocator {
       return { ok: true, value: this.allocs.get(req.key)! };
     }
     const { pinned, unpinned, skipped } = this.autoPools(req);
-    const got = this.bestPool(req, pinned, fam, policy, primary) ?? this.bestPool(req, unpinned, fam, policy, primary);
+    const got =
+      this.bestPool(req, pinned, fam, policy, primary) ?? this.bestPool(req, unpinned, fam, policy, primary);
     if (!got) {
       const tried = [...new Set([...pinned, ...unpinned].map((p) => p.pool.name))];
       let reason = `no available ${famText} address`;

@@ -50,10 +50,12 @@ export function convergeAll(
   return { outcomes, pools: poolStats, passes };
 }
 
-function withPoolAnnotation(ann: Readonly<Record<string, string>>, pool: string | null): Record<string, string> {
+function withPoolAnnotation(
+  ann: Readonly<Record<string, string>>,
+  pool: string | null,
+): Record<string, string> {
   const out = { ...ann };
   if (pool === null) delete out['metallb.io/ip-allocated-from-pool'];
   else out['metallb.io/ip-allocated-from-pool'] = pool;
   return out;
 }
-

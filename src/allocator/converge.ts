@@ -103,7 +103,11 @@ export class AllocationCore {
     if (a.poolCount === 0) return clear('no IPAddressPool is configured');
     if (svc.clusterFamily === 'none') return clear('the Service has no ClusterIP yet');
     if (svc.clusterFamily === 'unknown') {
-      events.push({ type: 'Warning', reason: 'noclusterIPsIPFamily', message: 'ClusterIPs have no coherent IP family' });
+      events.push({
+        type: 'Warning',
+        reason: 'noclusterIPsIPFamily',
+        message: 'ClusterIPs have no coherent IP family',
+      });
       return clear('ClusterIPs have no coherent IP family');
     }
     const policy = svc.ipFamilyPolicy;
@@ -141,7 +145,11 @@ export class AllocationCore {
       const preferOk =
         svc.clusterFamily === 'dual' && policy === 'PreferDualStack' && (fam === 4 || fam === 6);
       if (fam === 'unknown') {
-        events.push({ type: 'Warning', reason: 'nolbIPsIPFamily', message: 'current ingress IPs have no coherent IP family' });
+        events.push({
+          type: 'Warning',
+          reason: 'nolbIPsIPFamily',
+          message: 'current ingress IPs have no coherent IP family',
+        });
       }
       if (fam !== svc.clusterFamily && !preferOk) {
         a.release(key);
@@ -200,7 +208,11 @@ export class AllocationCore {
     if (!alloc) {
       const r = this.allocateNew(svc, req, addressPool);
       if (!r.ok) {
-        events.push({ type: 'Warning', reason: 'AllocationFailed', message: `Failed to allocate IP for "${key}": ${r.reason}` });
+        events.push({
+          type: 'Warning',
+          reason: 'AllocationFailed',
+          message: `Failed to allocate IP for "${key}": ${r.reason}`,
+        });
         return done([], null, lostIP ? 'reprocessAll' : 'error', r.reason);
       }
       alloc = r.value;
@@ -212,11 +224,16 @@ export class AllocationCore {
     }
 
     // Step 11.
-    const keysChanged = prev !== undefined && (prev.sharingKey !== req.sharingKey || prev.backendKey !== req.backendKey);
+    const keysChanged =
+      prev !== undefined && (prev.sharingKey !== req.sharingKey || prev.backendKey !== req.backendKey);
     return done(alloc.ips, alloc.pool, lostIP || keysChanged ? 'reprocessAll' : 'ok', null);
   }
 
-  private allocateNew(svc: ServiceInfo, req: AllocRequest, addressPool: string | undefined): Outcome<Allocation> {
+  private allocateNew(
+    svc: ServiceInfo,
+    req: AllocRequest,
+    addressPool: string | undefined,
+  ): Outcome<Allocation> {
     const a = this.allocator;
     const rq = requestedIPs(svc);
     if (rq.kind === 'error') return { ok: false, reason: rq.reason };

@@ -91,7 +91,8 @@ export function sharingKey(s: ServiceInfo): string {
   return annotation(s.annotations, ANN_ALLOW_SHARED_IP)?.value ?? '';
 }
 
-export type RequestedIPs = { kind: 'none' } | { kind: 'ips'; ips: IPAddress[] } | { kind: 'error'; reason: string };
+export type RequestedIPs =
+  { kind: 'none' } | { kind: 'ips'; ips: IPAddress[] } | { kind: 'error'; reason: string };
 
 /** spec.loadBalancerIP and the loadBalancerIPs annotation (spec b). */
 export function requestedIPs(s: ServiceInfo): RequestedIPs {
@@ -99,7 +100,10 @@ export function requestedIPs(s: ServiceInfo): RequestedIPs {
   const annText = ann?.value.trim() ?? '';
   const lbip = s.loadBalancerIP?.trim() ?? '';
   if (annText && lbip) {
-    return { kind: 'error', reason: 'spec.loadBalancerIP and the loadBalancerIPs annotation cannot both be set' };
+    return {
+      kind: 'error',
+      reason: 'spec.loadBalancerIP and the loadBalancerIPs annotation cannot both be set',
+    };
   }
   if (lbip) {
     const r = parseIP(lbip);
@@ -108,7 +112,8 @@ export function requestedIPs(s: ServiceInfo): RequestedIPs {
   }
   if (!annText) return { kind: 'none' };
   const items = annText.split(',').map((x) => x.trim());
-  if (items.length > 2) return { kind: 'error', reason: 'loadBalancerIPs annotation lists more than two IPs' };
+  if (items.length > 2)
+    return { kind: 'error', reason: 'loadBalancerIPs annotation lists more than two IPs' };
   const ips: IPAddress[] = [];
   for (const it of items) {
     const r = parseIP(it);
@@ -122,14 +127,21 @@ export function requestedIPs(s: ServiceInfo): RequestedIPs {
 }
 
 /** Only `(protocol, port)` matters for sharing; protocol defaults to TCP. */
-export function normalisePorts(ports: ReadonlyArray<{ protocol?: string; port?: number }> | undefined): Port[] {
+export function normalisePorts(
+  ports: ReadonlyArray<{ protocol?: string; port?: number }> | undefined,
+): Port[] {
   return (ports ?? [])
     .filter((p) => typeof p.port === 'number')
     .map((p) => ({ protocol: p.protocol || 'TCP', port: p.port! }));
 }
 
 interface K8sService {
-  metadata?: { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec?: {
     type?: string;
     loadBalancerClass?: string;
@@ -161,7 +173,8 @@ export function serviceInfoFrom(obj: unknown, offline = false): ServiceInfo {
     clusterIPCount = fams.length;
     const set = new Set(fams);
     if (fams.length === 2 && set.has('IPv4') && set.has('IPv6')) clusterFamily = 'dual';
-    else if (fams.length === 1 && (set.has('IPv4') || set.has('IPv6'))) clusterFamily = set.has('IPv6') ? 6 : 4;
+    else if (fams.length === 1 && (set.has('IPv4') || set.has('IPv6')))
+      clusterFamily = set.has('IPv6') ? 6 : 4;
     else clusterFamily = 'unknown';
   }
   const policy = spec.ipFamilyPolicy;

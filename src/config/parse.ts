@@ -166,7 +166,11 @@ function str(v: unknown): string {
 }
 
 /** Node set of a nodeSelectors list: all nodes when empty, else nodes matching any selector. */
-function selectNodes(nodes: readonly NodeInfo[], selectors: readonly Selector[], listed: boolean): Set<string> {
+function selectNodes(
+  nodes: readonly NodeInfo[],
+  selectors: readonly Selector[],
+  listed: boolean,
+): Set<string> {
   const out = new Set<string>();
   for (const n of nodes) if (!listed || selectors.some((s) => s.matches(n.labels))) out.add(n.name);
   return out;
@@ -246,7 +250,12 @@ export class ConfigParser {
         const apiVersion = o.apiVersion ?? `metallb.io/${versions[0]}`;
         const version = apiVersion.startsWith('metallb.io/') ? apiVersion.slice('metallb.io/'.length) : '';
         if (!versions.includes(version)) {
-          c.add(kind, name, 'apiVersion', `"${apiVersion}" is not one of ${versions.map((v) => `metallb.io/${v}`).join(', ')}`);
+          c.add(
+            kind,
+            name,
+            'apiVersion',
+            `"${apiVersion}" is not one of ${versions.map((v) => `metallb.io/${v}`).join(', ')}`,
+          );
           return;
         }
         let res = this.schemas.validate(kind, apiVersion, obj);
@@ -279,7 +288,10 @@ export class ConfigParser {
     const nodes = [...input.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
     // Peers are compiled first: the FRR cross-peer rules run before everything else.
-    let peerSel = peersRaw.map((it) => ({ it, sels: c.selectors(it, 'spec.nodeSelectors', it.spec.nodeSelectors) }));
+    let peerSel = peersRaw.map((it) => ({
+      it,
+      sels: c.selectors(it, 'spec.nodeSelectors', it.spec.nodeSelectors),
+    }));
     if (opts.nodeName !== undefined) {
       const me = nodes.find((n) => n.name === opts.nodeName);
       peerSel = peerSel.filter(
@@ -293,10 +305,22 @@ export class ConfigParser {
     for (const { it, sels } of peerSel) {
       peerNodes.set(it, selectNodes(nodes, sels, asSelectorList(it.spec.nodeSelectors).length > 0));
     }
-    this.crossPeerRules(c, peerSel.map((p) => p.it), peerNodes, nodes.length === 0);
+    this.crossPeerRules(
+      c,
+      peerSel.map((p) => p.it),
+      peerNodes,
+      nodes.length === 0,
+    );
 
     const bfdProfiles = this.parseBfd(c, bfdRaw);
-    const peers = this.parsePeers(c, peerSel.map((p) => p.it), peerNodes, bfdProfiles, input.secrets, namespace);
+    const peers = this.parsePeers(
+      c,
+      peerSel.map((p) => p.it),
+      peerNodes,
+      bfdProfiles,
+      input.secrets,
+      namespace,
+    );
     const communities = this.parseCommunities(c, communitiesRaw);
     const poolMap = this.parsePools(c, pools, input.namespaces);
     const l2ByPool = this.parseL2(c, l2Raw, pools, poolMap, nodes);
@@ -334,13 +358,28 @@ export class ConfigParser {
         if (!noNodes && disjoint(peerNodes.get(a)!, peerNodes.get(b)!)) continue;
         const other = `BGPPeer/${a.name}`;
         if (str(a.spec.routerID) !== str(b.spec.routerID)) {
-          c.add(b.kind, b.name, 'spec.routerID', `"${str(b.spec.routerID)}" differs from "${str(a.spec.routerID)}" of ${other}, which shares a node`);
+          c.add(
+            b.kind,
+            b.name,
+            'spec.routerID',
+            `"${str(b.spec.routerID)}" differs from "${str(a.spec.routerID)}" of ${other}, which shares a node`,
+          );
         }
         if (identity(a.spec) === identity(b.spec)) {
-          c.add(b.kind, b.name, str(b.spec.peerAddress) ? 'spec.peerAddress' : 'spec.interface', `same peer as ${other} on a shared node`);
+          c.add(
+            b.kind,
+            b.name,
+            str(b.spec.peerAddress) ? 'spec.peerAddress' : 'spec.interface',
+            `same peer as ${other} on a shared node`,
+          );
         }
         if (str(a.spec.vrf) === str(b.spec.vrf) && a.spec.myASN !== b.spec.myASN) {
-          c.add(b.kind, b.name, 'spec.myASN', `${String(b.spec.myASN)} differs from ${String(a.spec.myASN)} of ${other} in the same VRF on a shared node`);
+          c.add(
+            b.kind,
+            b.name,
+            'spec.myASN',
+            `${String(b.spec.myASN)} differs from ${String(a.spec.myASN)} of ${other} in the same VRF on a shared node`,
+          );
         }
       }
     }
@@ -348,7 +387,7 @@ export class ConfigParser {
 
   private parseBfd(c: Collector, items: Item[]): Map<string, BFDProfile> {
     const out = new Map<string, BFDProfile>();
-    const ranges: Array<[keyof BFDProfile & string, number, number]> = [
+    const ranges: Array<[keyof BFDProfile, number, number]> = [
       ['receiveInterval', 10, 60000],
       ['transmitInterval', 10, 60000],
       ['detectMultiplier', 2, 255],
@@ -387,7 +426,8 @@ export class ConfigParser {
     const out: Peer[] = [];
     for (const it of items) {
       const s = it.spec;
-      const add = (path: string, reason: string, transient = false) => c.add(it.kind, it.name, path, reason, transient);
+      const add = (path: string, reason: string, transient = false) =>
+        c.add(it.kind, it.name, path, reason, transient);
       const before = c.problems.length;
       const myASN = num(s.myASN) ?? 0;
       if (myASN === 0) add('spec.myASN', 'must not be 0');
@@ -465,16 +505,23 @@ export class ConfigParser {
       let password: string | undefined;
       const ref = (s.passwordSecret ?? {}) as Spec;
       const refName = str(ref.name);
-      if (str(s.password) && refName) add('spec.passwordSecret', 'password and passwordSecret are mutually exclusive');
+      if (str(s.password) && refName)
+        add('spec.passwordSecret', 'password and passwordSecret are mutually exclusive');
       else if (str(s.password)) {
         const p = passwordProblem(str(s.password));
         if (p) add('spec.password', p);
         else password = str(s.password);
       } else if (refName) {
-        const sec = secrets.find((x) => x.metadata?.name === refName && (x.metadata?.namespace ?? namespace) === namespace);
-        if (!sec) add('spec.passwordSecret.name', `Secret "${refName}" not found in namespace "${namespace}"`, true);
+        const sec = secrets.find(
+          (x) => x.metadata?.name === refName && (x.metadata?.namespace ?? namespace) === namespace,
+        );
+        if (!sec)
+          add('spec.passwordSecret.name', `Secret "${refName}" not found in namespace "${namespace}"`, true);
         else if (sec.type !== 'kubernetes.io/basic-auth') {
-          add('spec.passwordSecret.name', `Secret "${refName}" has type "${str(sec.type)}", kubernetes.io/basic-auth is required`);
+          add(
+            'spec.passwordSecret.name',
+            `Secret "${refName}" has type "${str(sec.type)}", kubernetes.io/basic-auth is required`,
+          );
         } else {
           const pw = secretValue(sec, 'password');
           if (pw === undefined) add('spec.passwordSecret.name', `Secret "${refName}" has no "password" key`);
@@ -486,7 +533,8 @@ export class ConfigParser {
         }
       }
       const bfdProfile = str(s.bfdProfile);
-      if (bfdProfile && !bfd.has(bfdProfile)) add('spec.bfdProfile', `BFDProfile "${bfdProfile}" not found`, true);
+      if (bfdProfile && !bfd.has(bfdProfile))
+        add('spec.bfdProfile', `BFDProfile "${bfdProfile}" not found`, true);
       const localASN = num(s.localASN) ?? 0;
       if (localASN < 0 || localASN > MAX_U32) add('spec.localASN', 'must be 0-4294967295');
       if (c.problems.length !== before) continue;
@@ -552,7 +600,8 @@ export class ConfigParser {
     for (const it of sorted) {
       const before = c.problems.length;
       const addrs = Array.isArray(it.spec.addresses) ? (it.spec.addresses as unknown[]) : [];
-      if (addrs.length === 0) c.add(it.kind, it.name, 'spec.addresses', 'must list at least one CIDR or range');
+      if (addrs.length === 0)
+        c.add(it.kind, it.name, 'spec.addresses', 'must list at least one CIDR or range');
       const entries: AddressEntry[] = [];
       addrs.forEach((a, i) => {
         const r = parseAddressEntry(str(a));
@@ -561,7 +610,12 @@ export class ConfigParser {
           return;
         }
         for (const p of r.value) {
-          const clash = seen.find((s) => s.prefix.family === p.family && s.prefix.base <= prefixLast(p) && p.base <= prefixLast(s.prefix));
+          const clash = seen.find(
+            (s) =>
+              s.prefix.family === p.family &&
+              s.prefix.base <= prefixLast(p) &&
+              p.base <= prefixLast(s.prefix),
+          );
           if (clash) {
             c.add(
               it.kind,
@@ -591,7 +645,11 @@ export class ConfigParser {
     return out;
   }
 
-  private parseServiceAllocation(c: Collector, it: Item, namespaces: readonly NamespaceInfo[]): ServiceAllocation | undefined {
+  private parseServiceAllocation(
+    c: Collector,
+    it: Item,
+    namespaces: readonly NamespaceInfo[],
+  ): ServiceAllocation | undefined {
     const raw = it.spec.serviceAllocation;
     if (raw === undefined || raw === null) return undefined;
     const sa = raw as Spec;
@@ -643,7 +701,9 @@ export class ConfigParser {
         const p = interfaceNameProblem(n);
         if (p) c.add(it.kind, it.name, `spec.interfaces[${i}]`, p);
       });
-      const prefs = Array.isArray(it.spec.preferredNodeSelectors) ? (it.spec.preferredNodeSelectors as Spec[]) : [];
+      const prefs = Array.isArray(it.spec.preferredNodeSelectors)
+        ? (it.spec.preferredNodeSelectors as Spec[])
+        : [];
       const prefSel = c.selectors(
         it,
         'spec.preferredNodeSelectors',
@@ -701,7 +761,8 @@ export class ConfigParser {
     const out = new Map<string, Array<{ ad: BGPAdvertisement; item: Item }>>();
     for (const it of items) {
       const s = it.spec;
-      const add = (path: string, reason: string, transient = false) => c.add(it.kind, it.name, path, reason, transient);
+      const add = (path: string, reason: string, transient = false) =>
+        c.add(it.kind, it.name, path, reason, transient);
       const before = c.problems.length;
       const nodeSelRaw = asSelectorList(s.nodeSelectors);
       const nodeSel = c.selectors(it, 'spec.nodeSelectors', nodeSelRaw);
@@ -720,8 +781,10 @@ export class ConfigParser {
       if (svcSelRaw.length > 0 && agg6 !== 128) {
         add('spec.aggregationLengthV6', 'cannot be combined with serviceSelectors (must stay 128)');
       }
-      if (agg > 32 || agg < 1) add('spec.aggregationLength', `${agg} is not a valid IPv4 prefix length (1-32)`);
-      if (agg6 > 128 || agg6 < 1) add('spec.aggregationLengthV6', `${agg6} is not a valid IPv6 prefix length (1-128)`);
+      if (agg > 32 || agg < 1)
+        add('spec.aggregationLength', `${agg} is not a valid IPv4 prefix length (1-32)`);
+      if (agg6 > 128 || agg6 < 1)
+        add('spec.aggregationLengthV6', `${agg6} is not a valid IPv6 prefix length (1-128)`);
       const comms = new Map<string, CommunityValue>();
       asStringList(s.communities).forEach((item, i) => {
         const alias = communities.get(item);
@@ -732,7 +795,12 @@ export class ConfigParser {
         const r = parseCommunity(item);
         if (r.ok) comms.set(r.value.text, r.value);
         else if (r.shape) add(`spec.communities[${i}]`, r.reason);
-        else add(`spec.communities[${i}]`, `"${item}" is not a known Community alias nor A:B / large:A:B:C`, true);
+        else
+          add(
+            `spec.communities[${i}]`,
+            `"${item}" is not a known Community alias nor A:B / large:A:B:C`,
+            true,
+          );
       });
       if (comms.size > 63) add('spec.communities', 'FRR accepts at most 63 communities on one advertisement');
       const localPref = num(s.localPref) ?? 0;
@@ -818,7 +886,8 @@ export function localPrefCompatible(pool: Pool, a: BGPAdvertisement, b: BGPAdver
   const has4 = pool.cidrs.some((p) => p.family === 4);
   const has6 = pool.cidrs.some((p) => p.family === 6);
   const aggDiffer =
-    (!has4 || a.aggregationLength !== b.aggregationLength) && (!has6 || a.aggregationLengthV6 !== b.aggregationLengthV6);
+    (!has4 || a.aggregationLength !== b.aggregationLength) &&
+    (!has6 || a.aggregationLengthV6 !== b.aggregationLengthV6);
   if ((has4 || has6) && aggDiffer) return true;
   if (a.peers.length > 0 && b.peers.length > 0 && !a.peers.some((p) => b.peers.includes(p))) return true;
   return disjoint(a.nodes, b.nodes);
@@ -831,4 +900,3 @@ function secretValue(sec: RawObject, key: string): string | undefined {
   if (d && typeof d[key] === 'string') return Buffer.from(d[key], 'base64').toString('utf8');
   return undefined;
 }
-

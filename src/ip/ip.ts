@@ -131,7 +131,7 @@ export function formatValue(family: Family, value: bigint): string {
   // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on a tie.
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
@@ -220,7 +220,12 @@ export function prefixContains(p: Prefix, a: IPAddress): boolean {
 }
 
 export function prefixCoversPrefix(outer: Prefix, inner: Prefix): boolean {
-  return outer.family === inner.family && outer.length <= inner.length && inner.base >= outer.base && prefixLast(inner) <= prefixLast(outer);
+  return (
+    outer.family === inner.family &&
+    outer.length <= inner.length &&
+    inner.base >= outer.base &&
+    prefixLast(inner) <= prefixLast(outer)
+  );
 }
 
 export function prefixesOverlap(a: Prefix, b: Prefix): boolean {

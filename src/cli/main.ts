@@ -1,0 +1,58 @@
+/**
+ * The `ironlb` command line. Every failure ends in a one-line message and an exit code, never a
+ * stack trace: 0 ok, 1 invalid configuration, 2 usage or unreadable input, 3 internal error.
+ */
+import { InputError } from '../config/load.js';
+import { runAllocate } from './allocate.js';
+import { UsageError, type Io, processIo } from './io.js';
+import { runValidate } from './validate.js';
+
+const HELP = `ironlb — a MetalLB-compatible load-balancer for bare-metal Kubernetes
+
+Usage:
+  ironlb validate -f PATH [-f PATH…] [--namespace NS]
+      Check metallb.io objects (files or directories of *.yaml). Exit 0 when valid,
+      1 with one line per problem ("<Kind>/<name>: <field>: <reason>"), 2 for bad input.
+  ironlb allocate -f PATH… [-o json|yaml|table] [--lb-class CLASS] [--namespace NS]
+      Allocate LoadBalancer IPs for the Services in the input as the controller would.
+  ironlb help | --help       This text.
+  ironlb version | --version The version.
+`;
+
+type Command = (args: string[], io: Io) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  validate: runValidate,
+  allocate: runAllocate,
+};
+
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    io.out(HELP);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === 'version' || cmd === '--version') {
+    io.out('ironlb 0.1.0\n');
+    return 0;
+  }
+  const run = COMMANDS[cmd];
+  if (!run) {
+    io.err(`ironlb: unknown command "${cmd}" (see ironlb --help)\n`);
+    return 2;
+  }
+  try {
+    return await run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`ironlb ${cmd}: ${e.message} (see ironlb --help)\n`);
+      return 2;
+    }
+    if (e instanceof InputError) {
+      io.err(`ironlb ${cmd}: ${e.message}\n`);
+      return 2;
+    }
+    io.err(`ironlb ${cmd}: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 3;
+  }
+}
