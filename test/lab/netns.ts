@@ -352,7 +352,9 @@ export class Topology {
   /** Runs argv in a host's namespace (by short name) or in any namespace of this topology (by full name). */
   exec(hostOrNs: string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     const ns = this.hostMap.get(hostOrNs)?.ns ?? hostOrNs;
-    if (!this.created.includes(ns)) throw new Error(`namespace ${ns} is not part of topology ${this.prefix}`);
+    if (!this.created.includes(ns)) {
+      return Promise.reject(new Error(`namespace ${ns} is not part of topology ${this.prefix}`));
+    }
     return exec(ns, argv, opts);
   }
 
