@@ -22,7 +22,11 @@ export function parseCommunity(text: string): CommunityParse {
     }
     const nums = parts.slice(1).map((p) => num(p, 0xffffffff));
     if (nums.some((n) => n === undefined)) {
-      return { ok: false, shape: true, reason: `"${text}": each part of a large community must be 0-4294967295` };
+      return {
+        ok: false,
+        shape: true,
+        reason: `"${text}": each part of a large community must be 0-4294967295`,
+      };
     }
     const [a, b, c] = nums as [number, number, number];
     return {

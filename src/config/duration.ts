@@ -14,7 +14,8 @@ const UNITS: Record<string, number> = {
 };
 
 export function parseDuration(text: unknown): { ok: true; ns: number } | { ok: false; reason: string } {
-  if (typeof text !== 'string' || text === '') return { ok: false, reason: 'duration must be a non-empty string' };
+  if (typeof text !== 'string' || text === '')
+    return { ok: false, reason: 'duration must be a non-empty string' };
   let s = text;
   let sign = 1;
   if (s[0] === '-' || s[0] === '+') {

@@ -63,7 +63,8 @@ export function parseYamlObjects(text: string, file: string): LoadedObject[] {
     const obj = value as RawObject;
     if (obj.kind === 'List' && Array.isArray(obj.items)) {
       for (const item of obj.items as unknown[]) {
-        if (item && typeof item === 'object' && !Array.isArray(item)) out.push({ obj: item as RawObject, file, line });
+        if (item && typeof item === 'object' && !Array.isArray(item))
+          out.push({ obj: item as RawObject, file, line });
         else throw new InputError(`${file}:${line}: a List item must be a Kubernetes object`);
       }
       continue;
@@ -109,8 +110,8 @@ const CONFIG_KINDS: Record<string, keyof ConfigInput> = {
 };
 
 export function nodeInfo(o: RawObject): NodeInfo {
-  const conds = ((o.status as { conditions?: Array<{ type?: string; status?: string }> } | undefined)?.conditions ??
-    []) as Array<{ type?: string; status?: string }>;
+  const conds = ((o.status as { conditions?: Array<{ type?: string; status?: string }> } | undefined)
+    ?.conditions ?? []) as Array<{ type?: string; status?: string }>;
   return {
     name: o.metadata?.name ?? '',
     labels: o.metadata?.labels ?? {},

@@ -33,7 +33,8 @@ export function labelKeyProblem(key: string): string | undefined {
   const name = slash === -1 ? key : key.slice(slash + 1);
   if (slash !== -1) {
     const pfx = key.slice(0, slash);
-    if (pfx.length > 253 || !DNS_SUBDOMAIN.test(pfx)) return `label key prefix "${pfx}" is not a DNS subdomain`;
+    if (pfx.length > 253 || !DNS_SUBDOMAIN.test(pfx))
+      return `label key prefix "${pfx}" is not a DNS subdomain`;
   }
   if (name.length > 63 || !NAME_PART.test(name)) return `label key "${key}" is not a valid qualified name`;
   return undefined;
@@ -107,7 +108,10 @@ export function selectorProblems(s: LabelSelector): Array<[string, string]> {
 }
 
 /** Problems of a selector list, including duplicate selectors; paths are relative to `field`. */
-export function selectorListProblems(field: string, list: LabelSelector[] | undefined): Array<[string, string]> {
+export function selectorListProblems(
+  field: string,
+  list: LabelSelector[] | undefined,
+): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   const seen = new Map<string, number>();
   (list ?? []).forEach((s, i) => {

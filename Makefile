@@ -1,0 +1,44 @@
+# ironlb — the two commands a newcomer needs: `make demo` and `make test`.
+# Both install what they need (npm packages; for the lab tests, Debian packages as root).
+
+SHELL := /bin/bash
+JEST_JSON ?= $(CURDIR)/.jest-results.json
+
+.PHONY: all deps lab-deps build lint test test-unit demo bench clean
+
+all: build
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.stamp
+
+# FRR, BIRD and friends for the real-router tests (root only; skipped otherwise).
+lab-deps:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-lab-deps.sh; else echo "lab-deps: not root, real-peer tests will be skipped"; fi
+
+build: deps
+	npm run build
+
+lint: deps
+	npm run lint
+
+test: deps lab-deps lint build
+	npm test -- --json --outputFile=$(JEST_JSON)
+
+test-unit: deps build
+	npm run test:unit
+
+demo: build
+	@echo "== ironlb validate -f examples/"
+	./bin/ironlb validate -f examples/
+	@echo
+	@echo "== ironlb allocate -f examples/ -o table"
+	./bin/ironlb allocate -f examples/ -o table
+
+bench: build
+	npm run bench:alloc
+
+clean:
+	rm -rf dist node_modules .jest-results.json
