@@ -4,6 +4,7 @@
  */
 import { InputError } from '../config/load.js';
 import { runAllocate } from './allocate.js';
+import { runRender } from './render.js';
 import { UsageError, type Io, processIo } from './io.js';
 import { runValidate } from './validate.js';
 
@@ -15,6 +16,9 @@ Usage:
       1 with one line per problem ("<Kind>/<name>: <field>: <reason>"), 2 for bad input.
   ironlb allocate -f PATH… [-o json|yaml|table] [--lb-class CLASS] [--namespace NS]
       Allocate LoadBalancer IPs for the Services in the input as the controller would.
+  ironlb render -f PATH… --node NAME [-o FILE] [--hostname H] [--log-level LEVEL]
+      Print the frr.conf this node's FRR must run (metallb.io objects, Nodes, Services with
+      status IPs, optional EndpointSlices and Secrets). Written 0600 with -o.
   ironlb help | --help       This text.
   ironlb version | --version The version.
 `;
@@ -24,6 +28,7 @@ type Command = (args: string[], io: Io) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   validate: runValidate,
   allocate: runAllocate,
+  render: runRender,
 };
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
