@@ -5,6 +5,7 @@
 import { InputError } from '../config/load.js';
 import { runAllocate } from './allocate.js';
 import { runRender } from './render.js';
+import { runSpeaker } from './speaker.js';
 import { UsageError, type Io, processIo } from './io.js';
 import { runValidate } from './validate.js';
 
@@ -19,6 +20,8 @@ Usage:
   ironlb render -f PATH… --node NAME [-o FILE] [--hostname H] [--log-level LEVEL]
       Print the frr.conf this node's FRR must run (metallb.io objects, Nodes, Services with
       status IPs, optional EndpointSlices and Secrets). Written 0600 with -o.
+  ironlb speaker --node NAME --source dir:PATH --frr-dir DIR [--log-level L] [--bgp-debounce-timeout MS]
+      Standalone speaker: watch a directory of objects and keep DIR/frr.conf up to date.
   ironlb help | --help       This text.
   ironlb version | --version The version.
 `;
@@ -29,6 +32,7 @@ const COMMANDS: Record<string, Command> = {
   validate: runValidate,
   allocate: runAllocate,
   render: runRender,
+  speaker: (args, io) => runSpeaker(args, io),
 };
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
