@@ -90,15 +90,14 @@ export class AllocationCore {
       }
       return { key, ips: text, pool, events, result, error, changed };
     };
-    const clear = (reason: string, result: ConvergeResult = 'error'): ServiceOutcome => {
-      a.release(key);
-      return done([], null, result, reason);
+    /** Releases the Service; freeing an IP that is still in a pool lets waiting Services retry (c.2 step 11). */
+    const releaseAll = (): boolean => {
+      const held = a.release(key);
+      return held !== undefined && held.ips.some((x) => a.inSomePool(x));
     };
+    const clear = (reason: string): ServiceOutcome => done([], null, releaseAll() ? 'reprocessAll' : 'error', reason);
 
-    if (svc.type !== 'LoadBalancer') {
-      a.release(key);
-      return done([], null, 'ok', null);
-    }
+    if (svc.type !== 'LoadBalancer') return done([], null, releaseAll() ? 'reprocessAll' : 'ok', null);
     if (!a.hasConfig) return done(svc.ingressIPs, curPool, 'ok', null);
     if (a.poolCount === 0) return clear('no IPAddressPool is configured');
     if (svc.clusterFamily === 'none') return clear('the Service has no ClusterIP yet');
@@ -139,7 +138,9 @@ export class AllocationCore {
       if (r.ok) cur.push(r.value);
       else unparsable = true;
     }
-    if (cur.length === 0 && !unparsable) a.release(key);
+    if (cur.length === 0 && !unparsable) {
+      if (releaseAll()) lostIP = true;
+    }
     else {
       const fam = unparsable ? 'unknown' : familyOfIPs(cur);
       const preferOk =
@@ -152,7 +153,7 @@ export class AllocationCore {
         });
       }
       if (fam !== svc.clusterFamily && !preferOk) {
-        a.release(key);
+        if (releaseAll()) lostIP = true;
         cur = [];
       }
     }
