@@ -95,7 +95,8 @@ export class AllocationCore {
       const held = a.release(key);
       return held !== undefined && held.ips.some((x) => a.inSomePool(x));
     };
-    const clear = (reason: string): ServiceOutcome => done([], null, releaseAll() ? 'reprocessAll' : 'error', reason);
+    const clear = (reason: string): ServiceOutcome =>
+      done([], null, releaseAll() ? 'reprocessAll' : 'error', reason);
 
     if (svc.type !== 'LoadBalancer') return done([], null, releaseAll() ? 'reprocessAll' : 'ok', null);
     if (!a.hasConfig) return done(svc.ingressIPs, curPool, 'ok', null);
@@ -140,8 +141,7 @@ export class AllocationCore {
     }
     if (cur.length === 0 && !unparsable) {
       if (releaseAll()) lostIP = true;
-    }
-    else {
+    } else {
       const fam = unparsable ? 'unknown' : familyOfIPs(cur);
       const preferOk =
         svc.clusterFamily === 'dual' && policy === 'PreferDualStack' && (fam === 4 || fam === 6);

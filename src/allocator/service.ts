@@ -6,6 +6,7 @@
 import { parseIP, type Family, type IPAddress } from '../ip/ip.js';
 import type { Labels } from '../config/selector.js';
 import type { Port } from './allocator.js';
+import { asArray, asNumber, asRecord, asString, asStringMap } from '../util/shape.js';
 
 export const ANNOTATION_PREFIXES = ['metallb.io/', 'metallb.universe.tf/'] as const;
 export const ANN_ADDRESS_POOL = 'address-pool';
@@ -135,37 +136,20 @@ export function normalisePorts(
     .map((p) => ({ protocol: p.protocol || 'TCP', port: p.port! }));
 }
 
-interface K8sService {
-  metadata?: {
-    name?: string;
-    namespace?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-  };
-  spec?: {
-    type?: string;
-    loadBalancerClass?: string;
-    clusterIP?: string;
-    clusterIPs?: string[];
-    ipFamilies?: string[];
-    ipFamilyPolicy?: string;
-    loadBalancerIP?: string;
-    externalTrafficPolicy?: string;
-    selector?: Record<string, string>;
-    ports?: Array<{ protocol?: string; port?: number }>;
-  };
-  status?: { loadBalancer?: { ingress?: Array<{ ip?: string; hostname?: string }> } };
-}
-
 /**
  * Service object → ServiceInfo. With `offline`, a Service without clusterIPs takes its family from
  * spec.ipFamilies (default IPv4; two entries = dual), standing in for what the API server assigns.
+ * Fields of the wrong type read as absent.
  */
 export function serviceInfoFrom(obj: unknown, offline = false): ServiceInfo {
-  const o = (obj ?? {}) as K8sService;
-  const spec = o.spec ?? {};
-  const clusterIPs = spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
-  const families = spec.ipFamilies ?? [];
+  const o = asRecord(obj);
+  const meta = asRecord(o.metadata);
+  const spec = asRecord(o.spec);
+  const strings = (v: unknown) => asArray(v).filter((x): x is string => typeof x === 'string');
+  const listed = strings(spec.clusterIPs);
+  const single = asString(spec.clusterIP);
+  const clusterIPs = listed.length ? listed : single ? [single] : [];
+  const families = strings(spec.ipFamilies);
   let clusterFamily = clusterFamilyOf(clusterIPs);
   let clusterIPCount = clusterIPs.filter((x) => x && x !== 'None').length;
   if (offline && clusterIPs.length === 0) {
@@ -177,23 +161,28 @@ export function serviceInfoFrom(obj: unknown, offline = false): ServiceInfo {
       clusterFamily = set.has('IPv6') ? 6 : 4;
     else clusterFamily = 'unknown';
   }
-  const policy = spec.ipFamilyPolicy;
+  const policy = asString(spec.ipFamilyPolicy);
+  const lbClass = asString(spec.loadBalancerClass);
+  const lbIP = asString(spec.loadBalancerIP);
+  const selector = spec.selector === undefined ? undefined : asStringMap(spec.selector);
+  const ports = asArray(spec.ports).map(asRecord);
+  const ingress = asArray(asRecord(asRecord(o.status).loadBalancer).ingress).map(asRecord);
   return {
-    namespace: o.metadata?.namespace ?? 'default',
-    name: o.metadata?.name ?? '',
-    labels: o.metadata?.labels ?? {},
-    annotations: o.metadata?.annotations ?? {},
-    type: spec.type ?? 'ClusterIP',
-    ...(spec.loadBalancerClass ? { loadBalancerClass: spec.loadBalancerClass } : {}),
+    namespace: asString(meta.namespace) ?? 'default',
+    name: asString(meta.name) ?? '',
+    labels: asStringMap(meta.labels),
+    annotations: asStringMap(meta.annotations),
+    type: asString(spec.type) ?? 'ClusterIP',
+    ...(lbClass ? { loadBalancerClass: lbClass } : {}),
     clusterFamily,
     clusterIPCount,
     ipFamilyPolicy: policy === 'PreferDualStack' || policy === 'RequireDualStack' ? policy : 'SingleStack',
     primaryFamily: families[0] === 'IPv6' ? 6 : 4,
-    ...(spec.loadBalancerIP ? { loadBalancerIP: spec.loadBalancerIP } : {}),
+    ...(lbIP ? { loadBalancerIP: lbIP } : {}),
     externalTrafficPolicy: spec.externalTrafficPolicy === 'Local' ? 'Local' : 'Cluster',
-    ...(spec.selector ? { selector: spec.selector } : {}),
-    ports: normalisePorts(spec.ports),
-    ingressIPs: (o.status?.loadBalancer?.ingress ?? []).filter((i) => i.ip).map((i) => i.ip!),
+    ...(selector ? { selector } : {}),
+    ports: normalisePorts(ports.map((p) => ({ protocol: asString(p.protocol), port: asNumber(p.port) }))),
+    ingressIPs: ingress.map((i) => asString(i.ip)).filter((x): x is string => !!x),
   };
 }
 

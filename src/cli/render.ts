@@ -59,6 +59,7 @@ export async function runRender(args: string[], io: Io): Promise<number> {
       lbClass: one(flags, 'lb-class') ?? '',
       hostname: one(flags, 'hostname') ?? node,
       logLevel: level as LogLevel,
+      ...(process.env.FRR_LOGGING_LEVEL ? { frrLogLevel: process.env.FRR_LOGGING_LEVEL } : {}),
       ignoreExcludeLabel: flags['ignore-exclude-lb'] !== undefined,
     }).text;
   } catch (e) {

@@ -7,7 +7,7 @@ import { CrdSchemas } from '../config/schema.js';
 import { nodeNameProblem } from '../config/grammar.js';
 import { DEFAULT_NAMESPACE } from '../config/parse.js';
 import { FrrRenderer } from '../frr/render.js';
-import type { LogLevel } from '../frr/viewmodel.js';
+import { FRR_LEVELS, type LogLevel } from '../frr/viewmodel.js';
 import { BgpSpeaker, DirectorySink } from '../speaker/bgp-speaker.js';
 import { DirSource } from '../speaker/dir-source.js';
 import { createLogger } from '../util/log.js';
@@ -56,6 +56,10 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   if (!frrDir) throw new UsageError('--frr-dir DIR is required');
   const level = one(flags, 'log-level') ?? 'info';
   if (!LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`);
+  const frrLevel = process.env.FRR_LOGGING_LEVEL;
+  if (frrLevel && !(FRR_LEVELS as readonly string[]).includes(frrLevel)) {
+    throw new UsageError(`FRR_LOGGING_LEVEL must be one of ${FRR_LEVELS.join(', ')}`);
+  }
   const debounceText = one(flags, 'bgp-debounce-timeout') ?? process.env.METALLB_BGP_DEBOUNCE_TIMEOUT ?? '50';
   const debounceMs = Number(debounceText);
   if (!Number.isInteger(debounceMs) || debounceMs <= 0) {
@@ -75,6 +79,7 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     namespace: one(flags, 'namespace') ?? DEFAULT_NAMESPACE,
     hostname: one(flags, 'hostname') ?? node,
     logLevel: level as LogLevel,
+    ...(process.env.FRR_LOGGING_LEVEL ? { frrLogLevel: process.env.FRR_LOGGING_LEVEL } : {}),
     lbClass: one(flags, 'lb-class') ?? '',
     ignoreExcludeLabel: flags['ignore-exclude-lb'] !== undefined,
     debounceMs,

@@ -8,7 +8,7 @@
 /** Kubernetes object names (DNS subdomain, RFC 1123). Node names end up as the FRR hostname. */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** Linux interface names: 1-15 bytes, no slash, no whitespace, not "." or "..". */
-const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
+const IFNAME = /^[A-Za-z0-9_.@-]{1,15}$/;
 /** VRF device names follow the interface rules. */
 const VRF = IFNAME;
 /** Community aliases: one token, no colon (a colon would make it look like a literal). */

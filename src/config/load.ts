@@ -6,6 +6,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { NamespaceInfo, NodeInfo } from './model.js';
+import { asArray, asRecord, asString, asStringMap } from '../util/shape.js';
 import { emptyInput, type ConfigInput, type RawObject } from './parse.js';
 
 /** Unreadable or unparsable input (CLI exit code 2). */
@@ -55,7 +56,12 @@ export function parseYamlObjects(text: string, file: string): LoadedObject[] {
       throw new InputError(`${file}:${pos.line}:${pos.col}: invalid YAML: ${msg}`);
     }
     const line = doc.contents ? lc.linePos(doc.contents.range[0]).line : 1;
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      throw new InputError(`${file}:${line}: invalid YAML: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (value === null || value === undefined) continue;
     if (typeof value !== 'object' || Array.isArray(value)) {
       throw new InputError(`${file}:${line}: a document must be a Kubernetes object (a mapping)`);
@@ -107,30 +113,32 @@ const CONFIG_KINDS: Record<string, keyof ConfigInput> = {
   Community: 'communities',
   BFDProfile: 'bfdProfiles',
   Secret: 'secrets',
+  ConfigMap: 'configMaps',
 };
 
 export function nodeInfo(o: RawObject): NodeInfo {
-  const conds = ((o.status as { conditions?: Array<{ type?: string; status?: string }> } | undefined)
-    ?.conditions ?? []) as Array<{ type?: string; status?: string }>;
+  const meta = asRecord(o.metadata);
+  const conds = asArray(asRecord(o.status).conditions).map(asRecord);
   return {
-    name: o.metadata?.name ?? '',
-    labels: o.metadata?.labels ?? {},
+    name: asString(meta.name) ?? '',
+    labels: asStringMap(meta.labels),
     networkUnavailable: conds.some((c) => c.type === 'NetworkUnavailable' && c.status === 'True'),
   };
 }
 
 export function namespaceInfo(o: RawObject): NamespaceInfo {
-  return { name: o.metadata?.name ?? '', labels: o.metadata?.labels ?? {} };
+  const meta = asRecord(o.metadata);
+  return { name: asString(meta.name) ?? '', labels: asStringMap(meta.labels) };
 }
 
 export function sortObjects(objs: readonly LoadedObject[]): SortedObjects {
-  const config = emptyInput() as { -readonly [K in keyof ConfigInput]: unknown[] };
+  const config = emptyInput() as unknown as { -readonly [K in keyof ConfigInput]-?: unknown[] };
   const services: RawObject[] = [];
   const endpointSlices: RawObject[] = [];
   const ignored: string[] = [];
   for (const { obj, file, line } of objs) {
-    const kind = obj.kind ?? '';
-    const slot = CONFIG_KINDS[kind];
+    const kind = typeof obj.kind === 'string' ? obj.kind : '';
+    const slot = Object.hasOwn(CONFIG_KINDS, kind) ? CONFIG_KINDS[kind] : undefined;
     if (slot) config[slot].push(obj);
     else if (kind === 'Node') config.nodes.push(nodeInfo(obj));
     else if (kind === 'Namespace') config.namespaces.push(namespaceInfo(obj));

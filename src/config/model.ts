@@ -108,6 +108,8 @@ export interface Config {
   readonly peers: readonly Peer[];
   readonly bfdProfiles: ReadonlyMap<string, BFDProfile>;
   readonly communities: ReadonlyMap<string, CommunityValue>;
+  /** ConfigMap bgpextras `extras`, appended to frr.conf ('' = none). */
+  readonly extras: string;
 }
 
 export interface NodeInfo {

@@ -37,6 +37,7 @@ import type {
   ServiceAllocation,
 } from './model.js';
 import type { Problem } from './problems.js';
+import { asRecord, asStringMap } from '../util/shape.js';
 import {
   compileSelector,
   MATCH_ALL,
@@ -80,6 +81,8 @@ export interface ConfigInput {
   communities: readonly RawObject[];
   bfdProfiles: readonly RawObject[];
   secrets: readonly RawObject[];
+  /** ConfigMaps; only `bgpextras` in the MetalLB namespace is read (spec e.1.6). */
+  configMaps?: readonly RawObject[];
   nodes: readonly NodeInfo[];
   namespaces: readonly NamespaceInfo[];
 }
@@ -93,6 +96,7 @@ export function emptyInput(): ConfigInput {
     communities: [],
     bfdProfiles: [],
     secrets: [],
+    configMaps: [],
     nodes: [],
     namespaces: [],
   };
@@ -247,6 +251,10 @@ export class ConfigParser {
           );
           return;
         }
+        if (o.apiVersion !== undefined && typeof o.apiVersion !== 'string') {
+          c.add(kind, name, 'apiVersion', 'must be a string');
+          return;
+        }
         const apiVersion = o.apiVersion ?? `metallb.io/${versions[0]}`;
         const version = apiVersion.startsWith('metallb.io/') ? apiVersion.slice('metallb.io/'.length) : '';
         if (!versions.includes(version)) {
@@ -268,7 +276,7 @@ export class ConfigParser {
           return;
         }
         const v = res.value as RawObject;
-        out.push({ kind, name, labels: v.metadata?.labels ?? {}, spec: (v.spec ?? {}) as Spec });
+        out.push({ kind, name, labels: asStringMap(v.metadata?.labels), spec: asRecord(v.spec) });
       });
       return out;
     };
@@ -327,6 +335,7 @@ export class ConfigParser {
     const bgpByPool = this.parseBgpAds(c, bgpAdRaw, pools, poolMap, nodes, communities, opts.nodeName);
     if (full) this.bfdEchoV6(c, poolMap, bgpByPool, peers, bfdProfiles);
 
+    const extras = full ? this.parseExtras(c, input.configMaps ?? [], namespace) : '';
     if (c.problems.length) return { problems: c.problems };
     const finalPools = new Map<string, Pool>();
     for (const name of [...poolMap.keys()].sort()) {
@@ -337,7 +346,7 @@ export class ConfigParser {
         bgpAdvertisements: bgpByPool.get(name)?.map((x) => x.ad) ?? [],
       });
     }
-    return { config: { pools: finalPools, peers, bfdProfiles, communities }, problems: [] };
+    return { config: { pools: finalPools, peers, bfdProfiles, communities, extras }, problems: [] };
   }
 
   /** Rule 27 (FRR modes): peers sharing a node must agree on routerID and ASN and differ in identity. */
@@ -459,6 +468,9 @@ export class ConfigParser {
       const address = addrText ? parseAddr('peerAddress') : undefined;
       const sourceAddress = parseAddr('sourceAddress');
       const routerID = parseAddr('routerID');
+      // FRR's `bgp router-id` takes only A.B.C.D; upstream accepts any IP and FRR then rejects the line.
+      if (routerID && routerID.family !== 4)
+        add('spec.routerID', 'must be an IPv4 address (a BGP router ID is 32 bits)');
       if (iface) {
         const p = interfaceNameProblem(iface);
         if (p) add('spec.interface', p);
@@ -802,7 +814,6 @@ export class ConfigParser {
             true,
           );
       });
-      if (comms.size > 63) add('spec.communities', 'FRR accepts at most 63 communities on one advertisement');
       const localPref = num(s.localPref) ?? 0;
       if (c.problems.length !== before) continue;
       const ad: BGPAdvertisement = {
@@ -834,7 +845,7 @@ export class ConfigParser {
         if (svcSelRaw.length === 0) {
           for (const other of list) {
             if (other.ad.serviceSelectors.length > 0 || other.ad.localPref === ad.localPref) continue;
-            if (!localPrefCompatible(pool, other.ad, ad)) {
+            if (!localPrefCompatible(pool, other.ad, ad, nodes.length === 0)) {
               add(
                 'spec.localPref',
                 `${ad.localPref} conflicts with localPref ${other.ad.localPref} of BGPAdvertisement/${other.ad.name} for IPAddressPool/${poolName}`,
@@ -847,6 +858,37 @@ export class ConfigParser {
       }
     }
     return out;
+  }
+
+  /**
+   * The `extras` key of ConfigMap `bgpextras` (spec e.1.6), appended verbatim to frr.conf. It is an
+   * unsupported escape hatch, but still kept to printable text lines; the FRR applier dry-runs the
+   * whole file before it reaches FRR.
+   */
+  private parseExtras(c: Collector, maps: readonly RawObject[], namespace: string): string {
+    const cm = maps.find(
+      (m) => m.metadata?.name === 'bgpextras' && (m.metadata?.namespace ?? namespace) === namespace,
+    );
+    if (!cm) return '';
+    const value = asRecord(cm.data).extras;
+    if (value === undefined) return '';
+    if (typeof value !== 'string') {
+      c.add('ConfigMap', 'bgpextras', 'data.extras', 'must be a string');
+      return '';
+    }
+    const lines = value.split('\n');
+    const bad = lines.findIndex((l) => !/^[\x20-\x7e\t]*$/.test(l));
+    if (bad !== -1) {
+      c.add(
+        'ConfigMap',
+        'bgpextras',
+        'data.extras',
+        `line ${bad + 1} contains a control or non-ASCII character`,
+      );
+      return '';
+    }
+    const text = lines.filter((l) => l.trim() !== '').join('\n');
+    return text ? `${text}\n` : '';
   }
 
   /** Rule 26: BFD echo mode cannot be used with IPv6 pools. */
@@ -881,8 +923,16 @@ export class ConfigParser {
   }
 }
 
-/** The three escapes of a.3 that allow two different LOCAL_PREFs on one pool. */
-export function localPrefCompatible(pool: Pool, a: BGPAdvertisement, b: BGPAdvertisement): boolean {
+/**
+ * The three escapes of a.3 that allow two different LOCAL_PREFs on one pool. With no Node known
+ * (offline validation) the node sets are taken to overlap, as the cross-peer rules assume.
+ */
+export function localPrefCompatible(
+  pool: Pool,
+  a: BGPAdvertisement,
+  b: BGPAdvertisement,
+  noNodesKnown = false,
+): boolean {
   const has4 = pool.cidrs.some((p) => p.family === 4);
   const has6 = pool.cidrs.some((p) => p.family === 6);
   const aggDiffer =
@@ -890,7 +940,7 @@ export function localPrefCompatible(pool: Pool, a: BGPAdvertisement, b: BGPAdver
     (!has6 || a.aggregationLengthV6 !== b.aggregationLengthV6);
   if ((has4 || has6) && aggDiffer) return true;
   if (a.peers.length > 0 && b.peers.length > 0 && !a.peers.some((p) => b.peers.includes(p))) return true;
-  return disjoint(a.nodes, b.nodes);
+  return !noNodesKnown && disjoint(a.nodes, b.nodes);
 }
 
 function secretValue(sec: RawObject, key: string): string | undefined {

@@ -9,8 +9,17 @@ export interface Problem {
   readonly transient?: boolean;
 }
 
+/** Control characters (newlines above all) are escaped so each problem stays on one line. */
+function oneLine(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f]/g, (c) =>
+    c === '\n' ? '\\n' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
 export function formatProblem(p: Problem): string {
-  return p.path ? `${p.kind}/${p.name}: ${p.path}: ${p.reason}` : `${p.kind}/${p.name}: ${p.reason}`;
+  const head = `${oneLine(p.kind)}/${oneLine(p.name)}`;
+  return p.path ? `${head}: ${oneLine(p.path)}: ${oneLine(p.reason)}` : `${head}: ${oneLine(p.reason)}`;
 }
 
 /** Thrown at boundaries when a configuration is invalid; carries every problem. */

@@ -14,6 +14,8 @@ export interface NodeRenderInput {
   readonly lbClass?: string;
   readonly hostname?: string;
   readonly logLevel?: LogLevel;
+  /** FRR_LOGGING_LEVEL override (an FRR level name). */
+  readonly frrLogLevel?: string;
   readonly ignoreExcludeLabel?: boolean;
 }
 
@@ -45,6 +47,7 @@ export function renderNodeConfig(renderer: FrrRenderer, input: NodeRenderInput):
   const view = buildFrrView(input.config, peers, routes, {
     hostname: input.hostname ?? input.node.name,
     ...(input.logLevel ? { logLevel: input.logLevel } : {}),
+    ...(input.frrLogLevel ? { frrLogLevel: input.frrLogLevel } : {}),
   });
   return { text: renderer.render(view), peers, decisions };
 }

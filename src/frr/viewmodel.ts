@@ -87,12 +87,28 @@ export interface FrrView {
   readonly filters: readonly NeighborFilters[];
   readonly routers: readonly RouterView[];
   readonly bfdProfiles: readonly BfdProfileView[];
+  /** ConfigMap bgpextras text, appended verbatim ('' = none). */
+  readonly extras: string;
 }
 
 export interface ViewOptions {
   readonly hostname: string;
   readonly logLevel?: LogLevel;
+  /** FRR_LOGGING_LEVEL: an FRR level name that overrides the mapped `logLevel`. */
+  readonly frrLogLevel?: string;
 }
+
+/** FRR's log levels (`log stdout <level>`). */
+export const FRR_LEVELS = [
+  'emergencies',
+  'alerts',
+  'critical',
+  'errors',
+  'warnings',
+  'notifications',
+  'informational',
+  'debugging',
+] as const;
 
 /** Thrown when a value would break the one-token-per-field shape of frr.conf. */
 export class RenderError extends Error {
@@ -266,6 +282,10 @@ export function buildFrrView(
   opts: ViewOptions,
 ): FrrView {
   const level = opts.logLevel ?? 'info';
+  if (opts.frrLogLevel !== undefined && !(FRR_LEVELS as readonly string[]).includes(opts.frrLogLevel)) {
+    throw new RenderError(`FRR log level must be one of ${FRR_LEVELS.join(', ')}`);
+  }
+  const frrLevel = opts.frrLogLevel ?? LEVELS[level];
   const routerKey = (p: Peer) => `${p.myASN}@${p.routerID ? formatIP(p.routerID) : '<nil>'}@${p.vrf}`;
   const neighborKey = (p: Peer) =>
     `${p.dynamicASN ?? p.peerASN}@${p.address ? formatIP(p.address) : p.interface}@${p.vrf}`;
@@ -296,11 +316,12 @@ export function buildFrrView(
     });
   }
   return {
-    logLevel: LEVELS[level],
-    debug: LEVELS[level] === 'debugging',
+    logLevel: frrLevel,
+    debug: frrLevel === 'debugging',
     hostname: token('hostname', opts.hostname),
     filters,
     routers,
     bfdProfiles: [...config.bfdProfiles.values()].sort((a, b) => cmp(a.name, b.name)).map(bfdView),
+    extras: config.extras,
   };
 }

@@ -252,10 +252,14 @@ export function rangeToPrefixes(family: Family, start: bigint, end: bigint): Pre
 /** One `spec.addresses` entry: a CIDR or an inclusive `start-end` range. */
 export function parseAddressEntry(text: string): ParseResult<Prefix[]> {
   if (typeof text !== 'string') return fail('not a string');
+  const out = (prefixes: Prefix[]): ParseResult<Prefix[]> =>
+    prefixes.some((p) => prefixesOverlap(p, V4_MAPPED))
+      ? fail(`"${text}" overlaps ::ffff:0:0/96, whose IPv4-mapped addresses are ambiguous`)
+      : { ok: true, value: prefixes };
   if (text.includes('/')) {
-    const r = parsePrefix(text.trim() === text ? text : text.trim());
+    const r = parsePrefix(text);
     if (!r.ok) return fail(`invalid CIDR "${text}": ${r.reason}`);
-    return { ok: true, value: [r.value.prefix] };
+    return out([r.value.prefix]);
   }
   const dash = text.indexOf('-');
   if (dash === -1) return fail(`"${text}" is neither a CIDR nor a start-end range`);
@@ -265,8 +269,10 @@ export function parseAddressEntry(text: string): ParseResult<Prefix[]> {
   if (!b.ok) return fail(`invalid range end in "${text}": ${b.reason}`);
   if (a.value.family !== b.value.family) return fail(`range "${text}" mixes IPv4 and IPv6`);
   if (a.value.value > b.value.value) return fail(`range "${text}" starts after it ends`);
-  return { ok: true, value: rangeToPrefixes(a.value.family, a.value.value, b.value.value) };
+  return out(rangeToPrefixes(a.value.family, a.value.value, b.value.value));
 }
+
+const V4_MAPPED: Prefix = { family: 6, base: 0xffffn << 32n, length: 96 };
 
 /** IPv4 addresses ending in .0 or .255, which some old clients mishandle. */
 export function isBuggyV4(value: bigint): boolean {

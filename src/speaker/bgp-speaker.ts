@@ -50,6 +50,7 @@ export interface BgpSpeakerOptions {
   readonly namespace?: string;
   readonly hostname?: string;
   readonly logLevel?: LogLevel;
+  readonly frrLogLevel?: string;
   readonly lbClass?: string;
   readonly ignoreExcludeLabel?: boolean;
   /** Coalescing window for bursts of changes (ms). */
@@ -139,6 +140,7 @@ export class BgpSpeaker {
       lbClass: this.opts.lbClass ?? '',
       hostname: this.opts.hostname ?? node,
       ...(this.opts.logLevel ? { logLevel: this.opts.logLevel } : {}),
+      ...(this.opts.frrLogLevel ? { frrLogLevel: this.opts.frrLogLevel } : {}),
       ...(this.opts.ignoreExcludeLabel ? { ignoreExcludeLabel: true } : {}),
     });
     const announced = new Map<string, string[]>();

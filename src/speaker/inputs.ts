@@ -7,6 +7,7 @@ import type { Config, NodeInfo, Pool } from '../config/model.js';
 import type { Labels } from '../config/selector.js';
 import { annotation, ANN_ALLOW_SHARED_IP, serviceKey } from '../allocator/service.js';
 import type { RawObject } from '../config/parse.js';
+import { asArray, asRecord, asString, asStringMap } from '../util/shape.js';
 
 export const EXCLUDE_LB_LABEL = 'node.kubernetes.io/exclude-from-external-load-balancers';
 
@@ -58,15 +59,16 @@ export function isServing(
 export function endpointIndexFrom(slices: readonly RawObject[]): EndpointIndex {
   const byKey = new Map<string, Endpoint[]>();
   for (const s of slices) {
-    const svc = s.metadata?.labels?.['kubernetes.io/service-name'];
+    const meta = asRecord(s.metadata);
+    const svc = asStringMap(meta.labels)['kubernetes.io/service-name'];
     if (!svc) continue;
-    const key = `${s.metadata?.namespace ?? 'default'}/${svc}`;
-    const eps = (s.endpoints as Array<Record<string, unknown>> | undefined) ?? [];
+    const key = `${asString(meta.namespace) ?? 'default'}/${svc}`;
+    const eps = asArray(s.endpoints).map(asRecord);
     const list = byKey.get(key) ?? [];
     for (const e of eps) {
       const addrs = Array.isArray(e.addresses) ? e.addresses.length : 0;
       list.push({
-        serving: isServing(e.conditions as { ready?: boolean; serving?: boolean } | undefined),
+        serving: isServing(asRecord(e.conditions) as { ready?: boolean; serving?: boolean }),
         ...(typeof e.nodeName === 'string' ? { nodeName: e.nodeName } : {}),
         addressCount: addrs,
       });
@@ -87,34 +89,31 @@ export function endpointIndexFrom(slices: readonly RawObject[]): EndpointIndex {
 }
 
 export function speakerServiceFrom(obj: RawObject): SpeakerService {
-  const spec = (obj.spec ?? {}) as {
-    type?: string;
-    externalTrafficPolicy?: string;
-    loadBalancerClass?: string;
-  };
-  const ingress = (
-    (obj.status as { loadBalancer?: { ingress?: Array<{ ip?: string }> } } | undefined)?.loadBalancer
-      ?.ingress ?? []
-  ).filter((i) => i.ip);
+  const meta = asRecord(obj.metadata);
+  const spec = asRecord(obj.spec);
+  const ingress = asArray(asRecord(asRecord(obj.status).loadBalancer).ingress)
+    .map((i) => asString(asRecord(i).ip))
+    .filter((x): x is string => !!x);
   const ips: IPAddress[] = [];
   let bad = false;
-  for (const i of ingress) {
-    const r = parseIP(i.ip!);
+  for (const t of ingress) {
+    const r = parseIP(t);
     if (r.ok) ips.push(r.value);
     else bad = true;
   }
-  const namespace = obj.metadata?.namespace ?? 'default';
-  const name = obj.metadata?.name ?? '';
+  const namespace = asString(meta.namespace) ?? 'default';
+  const name = asString(meta.name) ?? '';
+  const lbClass = asString(spec.loadBalancerClass);
   return {
     key: serviceKey({ namespace, name }),
     namespace,
     name,
-    labels: obj.metadata?.labels ?? {},
-    hasSharedIPAnnotation: annotation(obj.metadata?.annotations ?? {}, ANN_ALLOW_SHARED_IP) !== undefined,
+    labels: asStringMap(meta.labels),
+    hasSharedIPAnnotation: annotation(asStringMap(meta.annotations), ANN_ALLOW_SHARED_IP) !== undefined,
     etpLocal: spec.externalTrafficPolicy === 'Local',
     ips: bad ? [] : ips,
     isLoadBalancer: spec.type === 'LoadBalancer',
-    ...(spec.loadBalancerClass ? { loadBalancerClass: spec.loadBalancerClass } : {}),
+    ...(lbClass ? { loadBalancerClass: lbClass } : {}),
   };
 }
 

@@ -68,6 +68,14 @@ const INJECT = 'x\nrouter bgp 1';
 
 const CASES: Case[] = [
   {
+    title: 'IPv6 routerID (FRR only takes an IPv4 router ID)',
+    objects: [peer('p', { routerID: '2001:db8::ff' })],
+    kind: 'BGPPeer',
+    name: 'p',
+    path: 'spec.routerID',
+    reason: /IPv4/,
+  },
+  {
     title: 'password with a newline',
     objects: [peer('p', { password: `pw${INJECT}` })],
     kind: 'BGPPeer',

@@ -166,10 +166,11 @@ describe('L2 eligibility rules (spec d.1)', () => {
 
   it('allow-shared-ip + an ad with serviceSelectors → nobody announces (either prefix, any value)', () => {
     const ads = [l2('sel', { serviceSelectors: [{ matchLabels: { app: 'x' } }] })];
-    for (const ann of [
+    const anns: Array<Record<string, string>> = [
       { 'metallb.io/allow-shared-ip': '' },
       { 'metallb.universe.tf/allow-shared-ip': 'k' },
-    ]) {
+    ];
+    for (const ann of anns) {
       expect(
         decideL2(ctx(ads, four), svc('s', ['192.0.2.10'], { labels: { app: 'x' }, ann })).winner,
       ).toBeNull();
