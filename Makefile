@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 JEST_JSON ?= $(CURDIR)/.jest-results.json
 
-.PHONY: all deps lab-deps build lint test test-unit demo bench clean
+.PHONY: all deps lab-deps native build lint test test-unit demo bench clean
 
 all: build
 
@@ -18,7 +18,11 @@ deps: node_modules/.stamp
 lab-deps:
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-lab-deps.sh; else echo "lab-deps: not root, real-peer tests will be skipped"; fi
 
-build: deps
+# The L2 packet helper (C, gcc + libc only): native/build/ironlb-l2.
+native:
+	$(MAKE) -C native
+
+build: deps native
 	npm run build
 
 lint: deps
