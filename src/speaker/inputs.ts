@@ -68,7 +68,7 @@ export function endpointIndexFrom(slices: readonly RawObject[]): EndpointIndex {
     for (const e of eps) {
       const addrs = Array.isArray(e.addresses) ? e.addresses.length : 0;
       list.push({
-        serving: isServing(asRecord(e.conditions) as { ready?: boolean; serving?: boolean }),
+        serving: isServing(asRecord(e.conditions)),
         ...(typeof e.nodeName === 'string' ? { nodeName: e.nodeName } : {}),
         addressCount: addrs,
       });
