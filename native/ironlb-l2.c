@@ -193,9 +193,11 @@ static void ev_u64(struct l2_str *s, const char *key, uint64_t v) {
     l2_str_u64(s, v);
 }
 
-static void ev_emit(struct l2_str *s) {
+/* Queues an event. Unsolicited events (reply == 0) are dropped, and counted, while more than
+ * MAX_OUT_PENDING bytes wait for the reader; answers to commands are always queued. */
+static void ev_emit(struct l2_str *s, int reply) {
     l2_str_raw(s, "}\n");
-    if (s->oom || g_out.len - g_out_off + s->len > MAX_OUT_PENDING) {
+    if (s->oom || (!reply && g_out.len - g_out_off + s->len > MAX_OUT_PENDING)) {
         g_events_dropped++;
     } else {
         l2_str_raw(&g_out, s->buf);
@@ -221,7 +223,7 @@ static void emit_error(int has_id, uint64_t id, const char *cmd, const char *ifa
     if (cmd) ev_str(&s, "cmd", cmd);
     if (iface) ev_str(&s, "iface", iface);
     ev_str(&s, "message", msg);
-    ev_emit(&s);
+    ev_emit(&s, has_id);
 }
 
 /* ============================================================================================ */
@@ -473,7 +475,7 @@ static void report_foreign(struct iface *ifc, struct owned *o, const uint8_t mac
     ev_str(&s, "mac", macs);
     ev_str(&s, "iface", ifc->name);
     ev_str(&s, "kind", kind);
-    ev_emit(&s);
+    ev_emit(&s, 0);
 }
 
 static void on_arp(struct iface *ifc, const uint8_t *buf, size_t len) {
@@ -702,7 +704,7 @@ static void cmd_set(struct l2_cmd *c) {
         l2_str_raw(&s, "}");
     }
     l2_str_raw(&s, "]");
-    ev_emit(&s);
+    ev_emit(&s, 1);
     return;
 fail:
     /* Roll back: new sockets are closed, reused ones get their old filter back. */
@@ -749,7 +751,7 @@ static int announce_round(struct announce *a) {
         l2_str_free(&s);
         return -1;
     }
-    ev_emit(&s);
+    ev_emit(&s, a->round == 0 && a->has_id);
     a->round++;
     return 0;
 }
@@ -852,7 +854,7 @@ static void probe_finish(struct probe *p) {
         l2_str_raw(&s, "}");
     }
     l2_str_raw(&s, "]");
-    ev_emit(&s);
+    ev_emit(&s, p->has_id);
     if (p->fd >= 0) close(p->fd);
     if (p->joined) mc_unref(p->ifindex, p->group);
     memset(p, 0, sizeof(*p));
@@ -1000,7 +1002,7 @@ static void cmd_stats(struct l2_cmd *c) {
         }
     }
     l2_str_raw(&s, "]");
-    ev_emit(&s);
+    ev_emit(&s, 1);
 }
 
 /* Returns 1 when the helper should exit. */
@@ -1047,9 +1049,9 @@ static int read_stdin(void) {
         if (g_in_len && !g_in_discard) handle_line(g_in, g_in_len);
         return 1;
     }
+    size_t start = 0, i = g_in_len; /* bytes before g_in_len hold no newline: scan only the new ones */
     g_in_len += (size_t)r;
-    size_t start = 0;
-    for (size_t i = 0; i < g_in_len; i++) {
+    for (; i < g_in_len; i++) {
         if (g_in[i] != '\n') continue;
         if (g_in_discard) g_in_discard = 0;
         else if (handle_line(g_in + start, i - start)) return 1;
@@ -1116,7 +1118,7 @@ int main(int argc, char **argv) {
         ev_str(&s, "message", e == EPERM ? "socket(AF_PACKET): Operation not permitted (the helper needs CAP_NET_RAW)"
                                          : strerror(e));
         l2_str_raw(&s, ",\"fatal\":true");
-        ev_emit(&s);
+        ev_emit(&s, 1);
         flush_out(1);
         return 3;
     }
@@ -1126,7 +1128,7 @@ int main(int argc, char **argv) {
         ev_begin(&s, "ready", 0, 0);
         ev_u64(&s, "version", HELPER_VERSION);
         ev_u64(&s, "pid", (uint64_t)getpid());
-        ev_emit(&s);
+        ev_emit(&s, 1);
     }
 
     struct pollfd *pfds = NULL;

@@ -29,7 +29,7 @@
 #define L2_IFNAMSIZ 16 /* IFNAMSIZ, including the NUL */
 #define L2_MAX_IFACES 64
 #define L2_MAX_IPS 65536      /* per set command, all interfaces together */
-#define L2_MAX_LINE (1u << 20) /* longest accepted command line */
+#define L2_MAX_LINE (8u << 20) /* longest accepted command line (65536 IPv6 addresses fit) */
 
 struct l2_ip {
     uint8_t family; /* 4 or 6 */

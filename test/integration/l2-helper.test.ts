@@ -415,4 +415,58 @@ describeLab('native L2 helper in network namespaces', () => {
     expect((await ndisc6(lab.client.ns, lab.client.ifname, VIP6)).macs).toEqual([NODE1_MAC]);
     expect(logs.some((l) => l.level === 'error' && /died; restarting/.test(l.msg))).toBe(true);
   }, 30_000);
+
+  test('large owned sets: 1,100 IPv6 (accept-all BPF fall-back) and 254 IPv4 addresses on one link', async () => {
+    await node1Owns();
+    const c = lab.client;
+    const ifname = lab.node1.ifname;
+    const v6 = Array.from({ length: 1100 }, (_, i) => `2001:db8::1:${i.toString(16)}`);
+    const v4 = Array.from({ length: 254 }, (_, i) => `203.0.113.${i + 1}`);
+    const t0 = Date.now();
+    const ack = await h1.setOwned([ifname], { [ifname]: [VIP4, VIP6, ...v4, ...v6] });
+    const setMs = Date.now() - t0;
+    expect(ack.interfaces).toEqual([expect.objectContaining({ name: ifname, mac: NODE1_MAC, ips: 1356 })]);
+    expect(setMs).toBeLessThan(2_000);
+    expect((await ndisc6(c.ns, c.ifname, '2001:db8::1:3e7')).macs).toEqual([NODE1_MAC]);
+    expect((await ndisc6(c.ns, c.ifname, '2001:db8::1:44b')).macs).toEqual([NODE1_MAC]);
+    expect((await ndisc6(c.ns, c.ifname, '2001:db8::1:44c')).macs).toEqual([]);
+    // 203.0.113.0/24 is not on the client's link: arping needs the source address given.
+    expect((await arping(c.ns, c.ifname, '203.0.113.200', { source: lab.client.v4! })).macs).toEqual([
+      NODE1_MAC,
+    ]);
+    const stats = await h1.stats();
+    expect(stats.ips).toHaveLength(1356);
+    // Back to the small set: the solicited-node memberships are left again.
+    await node1Owns();
+    const maddr = await execOk(lab.node1.ns, ['ip', '-6', 'maddr', 'show', 'dev', ifname]);
+    expect(maddr).toContain('ff02::1:ff00:100');
+    expect(maddr).not.toContain('ff02::1:ff01:3e7');
+  }, 60_000);
+
+  test('an interface that goes away is reported; the helper keeps serving the others', async () => {
+    await node1Owns();
+    const second = lab.second!;
+    const ifname = lab.node1.ifname;
+    await h1.setOwned([ifname, second.node1If], { [ifname]: [VIP4, VIP6], [second.node1If]: [VIP4] });
+    const errors: string[] = [];
+    const off = h1.on('error', (e) => errors.push(`${e.iface ?? ''}: ${e.message}`));
+    try {
+      await execOk(lab.node1.ns, ['ip', 'link', 'del', second.node1If]);
+      await waitFor(() => errors.some((e) => e.includes(second.node1If) && /went away/.test(e)), {
+        timeoutMs: 3_000,
+        intervalMs: 20,
+        what: 'interface-gone error',
+      });
+      const s = await h1.stats();
+      expect(s.sockets.filter((x) => x.iface === second.node1If).map((x) => x.open)).toEqual([false, false]);
+      expect((await arping(lab.client.ns, lab.client.ifname, VIP4)).macs).toEqual([NODE1_MAC]);
+      // A set naming it again is refused as a whole; the previous set stays in force.
+      await expect(
+        h1.setOwned([ifname, second.node1If], { [ifname]: [VIP4], [second.node1If]: [VIP4] }),
+      ).rejects.toThrow(/No such device/);
+      expect((await ndisc6(lab.client.ns, lab.client.ifname, VIP6)).macs).toEqual([NODE1_MAC]);
+    } finally {
+      off();
+    }
+  }, 30_000);
 });

@@ -169,6 +169,8 @@ export interface ArpingOptions {
   vlan?: number;
   /** Unicast to this MAC instead of broadcast (-t). */
   targetMac?: string;
+  /** Sender IP (-S), e.g. when the target is not on a connected subnet. */
+  source?: string;
 }
 
 export interface ProbeAnswers {
@@ -188,6 +190,7 @@ export async function arping(
   if (o.probe) argv.push('-0');
   if (o.vlan !== undefined) argv.push('-V', String(o.vlan));
   if (o.targetMac) argv.push('-t', o.targetMac);
+  if (o.source) argv.push('-S', o.source);
   argv.push(ip);
   const result = await exec(ns, argv, { timeoutMs: ((o.deadlineS ?? count + 1) + 5) * 1000 });
   return { macs: parseArpingRaw(result.stdout), result };
