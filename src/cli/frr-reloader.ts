@@ -48,7 +48,8 @@ export async function runFrrReloader(args: string[], io: Io, signal?: AbortSigna
   const dir = one(flags, 'dir') ?? (envConfig ? dirname(envConfig) : undefined);
   if (!dir) throw new UsageError('--dir DIR is required (or set FRR_CONFIG_FILE)');
   const configFile = one(flags, 'config-file') ?? (envConfig ? basename(envConfig) : DEFAULT_CONFIG_FILE);
-  if (basename(configFile) !== configFile) throw new UsageError('--config-file must be a file name inside --dir');
+  if (basename(configFile) !== configFile)
+    throw new UsageError('--config-file must be a file name inside --dir');
   const pathspace = one(flags, 'pathspace');
   if (pathspace !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(pathspace)) {
     throw new UsageError('--pathspace must be 1-64 letters, digits, ".", "_" or "-"');

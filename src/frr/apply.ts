@@ -103,6 +103,8 @@ export interface FrrApplierOptions {
   readonly maxBackoffMs?: number;
   /** Clock (ms), for tests. */
   readonly now?: () => number;
+  /** Called after every change of status() (submission, attempt start/end, retry scheduled). */
+  readonly onStatus?: (status: FrrApplyStatus) => void;
 }
 
 interface Job {
@@ -122,7 +124,10 @@ const MAX_ERROR_CHARS = 2000;
 
 /** The interesting part of a command's output for an error message: FRR's error lines first. */
 export function summariseOutput(output: string, maxLines = 12): string {
-  const lines = output.split('\n').map((l) => l.trimEnd());
+  // frr-reload.py colours its log levels; repeated lines (one per daemon) are said once.
+  // eslint-disable-next-line no-control-regex
+  const plain = output.replace(/\u001b\[[0-9;]*m/g, '');
+  const lines = [...new Set(plain.split('\n').map((l) => l.trimEnd()))];
   const errs = lines.filter((l) => /^line \d+:|%|error|fail|exited with code|timed out|killed/i.test(l));
   const pick = (errs.length ? errs : lines.filter(Boolean).slice(-maxLines)).slice(0, maxLines);
   return maskPasswords(pick.join('\n')).slice(0, MAX_ERROR_CHARS);
@@ -134,6 +139,7 @@ export class FrrApplier {
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly now: () => number;
+  private readonly onStatus: ((status: FrrApplyStatus) => void) | undefined;
 
   private desired = 0;
   private pending: Job | undefined;
@@ -162,6 +168,7 @@ export class FrrApplier {
     this.initialBackoffMs = opts.initialBackoffMs ?? 500;
     this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
     this.now = opts.now ?? Date.now;
+    this.onStatus = opts.onStatus;
   }
 
   /** Starts applying (submissions made before start() wait for it). */
@@ -178,6 +185,7 @@ export class FrrApplier {
     this.retry = undefined;
     await this.loop;
     this.notifyIdle();
+    this.changed();
   }
 
   /** Queues a config; returns its generation at once. Only the latest pending config is applied. */
@@ -190,6 +198,7 @@ export class FrrApplier {
       this.retry = undefined;
     }
     this.kick();
+    this.changed();
     return job.generation;
   }
 
@@ -221,6 +230,17 @@ export class FrrApplier {
 
   // ------------------------------------------------------------------------------------------
 
+  private changed(): void {
+    if (!this.onStatus) return;
+    try {
+      this.onStatus(this.status());
+    } catch (e) {
+      this.log.warn('FRR apply status listener failed', {
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
+  }
+
   private isIdle(): boolean {
     return (
       this.stopped || (this.loop === undefined && (this.pending === undefined || this.retry !== undefined))
@@ -239,7 +259,9 @@ export class FrrApplier {
     this.loop = this.run().finally(() => {
       this.loop = undefined;
       this.notifyIdle();
+      this.changed();
     });
+    this.changed();
   }
 
   private async run(): Promise<void> {
@@ -247,6 +269,7 @@ export class FrrApplier {
       const job = this.pending;
       this.pending = undefined;
       const outcome = await this.attempt(job);
+      this.changed();
       if (outcome === 'applied') {
         this.backoffMs = 0;
         continue;
@@ -276,6 +299,7 @@ export class FrrApplier {
     }, delayMs);
     timer.unref?.();
     this.retry = { job, timer, at: this.now() + delayMs };
+    this.changed();
     this.log.info('FRR apply will be retried', { generation: job.generation, inMs: delayMs });
   }
 

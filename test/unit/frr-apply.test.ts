@@ -1,7 +1,14 @@
 /**
  * FrrApplier with a fake executor (no FRR): first apply full, then incremental; fallbacks;
  * dry-run rejection; keep-last-good with back-off; coalescing of bursts; password masking.
+ * Also the sidecar reloader (directory watch -> applier -> status file) and its CLI wrapper.
  */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runFrrReloader } from '../../src/cli/frr-reloader.js';
+import { UsageError } from '../../src/cli/io.js';
 import {
   FrrApplier,
   summariseOutput,
@@ -9,7 +16,8 @@ import {
   type ExecOutcome,
   type FrrExecutor,
 } from '../../src/frr/apply.js';
-import { createLogger } from '../../src/util/log.js';
+import { runReloader, type ReloaderStatusFile } from '../../src/frr/reloader.js';
+import { createLogger, silentLogger } from '../../src/util/log.js';
 
 type Call = { op: 'dryRun' | 'reloadTest' | 'reload' | 'applyScript' | 'runningConfig'; text: string };
 
@@ -390,5 +398,155 @@ describe('FrrApplier', () => {
       ),
     ).toBe('line 5: % Unknown command: password <redacted>');
     expect(summariseOutput('a\nb\n')).toBe('a\nb');
+    expect(summariseOutput('% x\n% x\n2026 \u001b[91mWARNING\u001b[0m: frr-reload.py failed')).toBe(
+      '% x\n2026 WARNING: frr-reload.py failed',
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The sidecar reloader: directory watch -> FrrApplier -> status file
+// ---------------------------------------------------------------------------------------------
+
+async function until<T>(f: () => Promise<T | undefined>, what: string, timeoutMs = 5000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`timed out waiting for ${what}: ${String(await f().catch((e: unknown) => e))}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** What the speaker does: write a temp file (0600) and rename it over frr.conf. */
+async function writeAtomically(dir: string, text: string): Promise<void> {
+  const tmp = join(dir, '.frr.conf.tmp');
+  await writeFile(tmp, text, { mode: 0o600 });
+  await rename(tmp, join(dir, 'frr.conf'));
+}
+
+const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+
+describe('FRR reloader (sidecar)', () => {
+  let dir = '';
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ironlb-reloader-test-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const readStatus = async (): Promise<ReloaderStatusFile> =>
+    JSON.parse(await readFile(join(dir, 'frr-status.json'), 'utf8')) as ReloaderStatusFile;
+
+  test('applies the existing file, then each new version; the status file follows', async () => {
+    const fake = new FakeFrr();
+    await writeAtomically(dir, A);
+    const r = await runReloader({ dir, log: silentLogger, executor: fake, resyncMs: 0 });
+    try {
+      await r.whenIdle();
+      expect(fake.running).toBe(A);
+      expect(await readFile(join(dir, 'reloader.pid'), 'utf8')).toBe(`${process.pid}\n`);
+      let s = await readStatus();
+      expect(s).toMatchObject({
+        desiredGeneration: 1,
+        appliedGeneration: 1,
+        mode: 'full',
+        appliedSha256: sha(A),
+      });
+      expect(s.configFile).toBe(join(dir, 'frr.conf'));
+      expect((await stat(join(dir, 'frr-status.json'))).mode & 0o777).toBe(0o644);
+
+      await writeAtomically(dir, B);
+      s = await until(async () => {
+        const x = await readStatus();
+        return x.appliedGeneration === 2 && !x.applying ? x : undefined;
+      }, 'generation 2 in the status file');
+      expect(s).toMatchObject({ mode: 'incremental', appliedSha256: sha(B), desiredSha256: sha(B) });
+      expect(fake.running).toBe(B);
+
+      // Rewriting the same content is no new generation.
+      await writeAtomically(dir, B);
+      r.rescan();
+      await r.whenIdle();
+      expect((await readStatus()).desiredGeneration).toBe(2);
+
+      // A config FRR rejects: the status file says so, without the password.
+      fake.reloadFails = (c) => c.includes('192.0.2.98');
+      fake.script = 'fail';
+      fake.reloadOutput =
+        '% Specify remote-as or peer-group commands first: neighbor 192.0.2.1 password hunter2';
+      await writeAtomically(dir, conf(['198.51.100.10/32'], ['  neighbor 192.0.2.98 timers 3 9']));
+      s = await until(async () => {
+        const x = await readStatus();
+        return x.failedGeneration === 3 && !x.applying ? x : undefined;
+      }, 'failure in the status file');
+      expect(s).toMatchObject({ desiredGeneration: 3, appliedGeneration: 2, appliedSha256: sha(B) });
+      expect(s.lastError).toContain('Specify remote-as');
+      expect(JSON.stringify(s)).not.toContain('hunter2');
+      expect(s.nextRetryAt).toEqual(expect.any(Number));
+    } finally {
+      await r.stop();
+    }
+    await expect(stat(join(dir, 'reloader.pid'))).rejects.toThrow();
+  });
+
+  test('no config yet: waits for it', async () => {
+    const fake = new FakeFrr();
+    const r = await runReloader({ dir, log: silentLogger, executor: fake, resyncMs: 0, pidFile: null });
+    try {
+      await r.whenIdle();
+      expect(fake.calls).toEqual([]);
+      expect(await readStatus()).toMatchObject({ desiredGeneration: 0, appliedGeneration: 0 });
+      await writeAtomically(dir, A);
+      await until(
+        async () => ((await readStatus()).appliedGeneration === 1 ? true : undefined),
+        'first apply',
+      );
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('ironlb frr-reloader (CLI)', () => {
+  const io = () => {
+    const err: string[] = [];
+    return { err, io: { out: () => undefined, err: (t: string) => void err.push(t) } };
+  };
+
+  test('usage errors', async () => {
+    const saved = process.env.FRR_CONFIG_FILE;
+    delete process.env.FRR_CONFIG_FILE;
+    try {
+      await expect(runFrrReloader([], io().io)).rejects.toThrow(UsageError);
+      await expect(runFrrReloader(['--dir', '/tmp', '--pathspace', 'a b'], io().io)).rejects.toThrow(
+        /--pathspace/,
+      );
+      await expect(runFrrReloader(['--dir', '/tmp', '--config-file', 'x/frr.conf'], io().io)).rejects.toThrow(
+        /--config-file/,
+      );
+      await expect(runFrrReloader(['--bogus'], io().io)).rejects.toThrow(/unknown flag/);
+    } finally {
+      if (saved !== undefined) process.env.FRR_CONFIG_FILE = saved;
+    }
+  });
+
+  test('runs until stopped, writes pid and status files, removes the pid file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ironlb-reloader-cli-'));
+    try {
+      const ac = new AbortController();
+      const { io: sink, err } = io();
+      const done = runFrrReloader(['--dir', dir, '--vtysh', '/nonexistent/vtysh'], sink, ac.signal);
+      await until(async () => ((await stat(join(dir, 'frr-status.json'))) ? true : undefined), 'status file');
+      expect(await readFile(join(dir, 'reloader.pid'), 'utf8')).toBe(`${process.pid}\n`);
+      ac.abort();
+      expect(await done).toBe(0);
+      await expect(stat(join(dir, 'reloader.pid'))).rejects.toThrow();
+      expect(err.join('')).toContain('FRR reloader started');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
