@@ -6,7 +6,9 @@
  * Needs root (skipped otherwise, never under CI=true) and the packages of scripts/install-lab-deps.sh.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { defaultHelperBinary, L2Helper, type ForeignEvent, type HelperLogger } from '../../src/l2/helper.js';
 import { exec, execOk, labUnavailableReason, listNetns, run, waitFor } from '../lab/index.js';
@@ -469,4 +471,84 @@ describeLab('native L2 helper in network namespaces', () => {
       off();
     }
   }, 30_000);
+});
+
+/** Driver behaviour with stand-in helpers (shell scripts): runs without root. */
+describe('L2Helper driver with stand-in helpers', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ironlb-l2-driver-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const script = (name: string, body: string) => {
+    const p = join(dir, name);
+    writeFileSync(p, `#!/bin/sh\n${body}\n`);
+    chmodSync(p, 0o755);
+    return p;
+  };
+
+  test('start() rejects with the fatal reason and does not restart', async () => {
+    const logs: LogLine[] = [];
+    const binary = script(
+      'fatal.sh',
+      `echo '{"event":"error","message":"socket(AF_PACKET): Operation not permitted (the helper needs CAP_NET_RAW)","fatal":true}'; exit 3`,
+    );
+    const h = new L2Helper({ logger: recordingLogger(logs), binary, restartInitialMs: 10 });
+    const exits: unknown[] = [];
+    h.on('exit', (e) => exits.push(e));
+    await expect(h.start()).rejects.toThrow(/CAP_NET_RAW/);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(h.running).toBe(false);
+    expect(exits).toHaveLength(1);
+    await h.stop();
+  });
+
+  test('start() rejects when the binary is missing', async () => {
+    const h = new L2Helper({ logger: recordingLogger([]), binary: join(dir, 'missing') });
+    await expect(h.start()).rejects.toThrow(/not found/);
+  });
+
+  test('a helper that keeps dying is restarted with doubling back-off until stop()', async () => {
+    const binary = script('crash.sh', `echo '{"event":"ready","version":1,"pid":'$$'}'; exit 1`);
+    const logs: LogLine[] = [];
+    const h = new L2Helper({ logger: recordingLogger(logs), binary, restartInitialMs: 20, restartMaxMs: 80 });
+    const delays: (number | null)[] = [];
+    h.on('exit', (e) => delays.push(e.restartInMs));
+    await h.start();
+    await waitFor(() => delays.length >= 4, { timeoutMs: 5_000, intervalMs: 10, what: '4 exits' });
+    await h.stop();
+    expect(delays.slice(0, 4)).toEqual([20, 40, 80, 80]);
+    const n = delays.length;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(delays.length).toBe(n);
+    expect(logs.filter((l) => /died; restarting/.test(l.msg)).length).toBeGreaterThanOrEqual(4);
+  });
+
+  test('commands are correlated by id; an error answer rejects only its command', async () => {
+    // Answers stats, rejects set, echoes ids: a tiny line-by-line stand-in.
+    const binary = script(
+      'echo.sh',
+      [
+        `echo '{"event":"ready","version":1,"pid":'$$'}'`,
+        'while IFS= read -r line; do',
+        '  id=$(printf %s "$line" | sed -n \'s/.*"id":\\([0-9]*\\).*/\\1/p\')',
+        '  case "$line" in',
+        '    *\'"cmd":"set"\'*) echo "{\\"event\\":\\"error\\",\\"id\\":$id,\\"cmd\\":\\"set\\",\\"message\\":\\"no\\"}" ;;',
+        '    *\'"cmd":"stats"\'*) echo "{\\"event\\":\\"stats\\",\\"id\\":$id,\\"uptimeMs\\":1,\\"eventsDropped\\":0,\\"badCommands\\":0,\\"ips\\":[],\\"sockets\\":[]}" ;;',
+        '  esac',
+        'done',
+      ].join('\n'),
+    );
+    const h = new L2Helper({ logger: recordingLogger([]), binary });
+    await h.start();
+    try {
+      const [set, stats] = await Promise.allSettled([h.setOwned(['eth0'], { eth0: [VIP4] }), h.stats()]);
+      expect(set.status).toBe('rejected');
+      expect(stats).toMatchObject({ status: 'fulfilled', value: { event: 'stats', uptimeMs: 1 } });
+      expect(h.owned).toEqual({ interfaces: [], ips: {} });
+    } finally {
+      await h.stop();
+    }
+  });
 });
