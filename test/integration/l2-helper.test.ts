@@ -418,6 +418,38 @@ describeLab('native L2 helper in network namespaces', () => {
     expect(logs.some((l) => l.level === 'error' && /died; restarting/.test(l.msg))).toBe(true);
   }, 30_000);
 
+  test('runs as nobody with only CAP_NET_RAW; without it, it fails fatally', async () => {
+    await node1Owns();
+    await h1.setOwned([], {});
+    const priv = (caps: string) => [
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      `--inh-caps=${caps}`,
+      `--ambient-caps=${caps}`,
+      `--bounding-set=${caps}`,
+    ];
+    const h = await newHelper(lab.node1, {
+      launcher: ['ip', 'netns', 'exec', lab.node1.ns, ...priv('-all,+net_raw')],
+    });
+    try {
+      const uid = /Uid:\s+(\d+)/.exec(readFileSync(`/proc/${h.pid}/status`, 'utf8'))?.[1];
+      expect(uid).toBe('65534');
+      await h.setOwned([lab.node1.ifname], { [lab.node1.ifname]: [VIP4, VIP6] });
+      expect((await arping(lab.client.ns, lab.client.ifname, VIP4)).macs).toEqual([NODE1_MAC]);
+      expect((await ndisc6(lab.client.ns, lab.client.ifname, VIP6)).macs).toEqual([NODE1_MAC]);
+      await h.announce(VIP6);
+    } finally {
+      await h.stop();
+    }
+    const none = new L2Helper({
+      logger: recordingLogger([]),
+      launcher: ['ip', 'netns', 'exec', lab.node1.ns, ...priv('-all')],
+    });
+    await expect(none.start()).rejects.toThrow(/needs CAP_NET_RAW/);
+  }, 30_000);
+
   test('large owned sets: 1,100 IPv6 (accept-all BPF fall-back) and 254 IPv4 addresses on one link', async () => {
     await node1Owns();
     const c = lab.client;
