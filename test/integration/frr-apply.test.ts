@@ -9,7 +9,8 @@
  * Set IRONLB_FRR_BENCH=1 for an extra timing run with a few hundred prefixes.
  */
 import { FrrApplier } from '../../src/frr/apply.js';
-import { parseConfig, findNode } from '../../src/frr/config-tree.js';
+import { diffConfigs, verifyRunning } from '../../src/frr/config-diff.js';
+import { findNode, parseConfig, walkPaths } from '../../src/frr/config-tree.js';
 import { VtyshExecutor } from '../../src/frr/vtysh.js';
 import { createLogger } from '../../src/util/log.js';
 import {
@@ -47,12 +48,25 @@ protocol bgp n1_4 from ebgp4 { neighbor ${NODE.v4} as 64510; password "${SECRET}
 `;
 
 /** The node's frr.conf in the renderer's shape (spec e.5): allowed list + community list. */
-function nodeConf(prefixes: string[], extra: string[] = []): string {
+interface More {
+  /** Top-level lines before the router (other neighbors' filters, debug switches). */
+  pre?: string[];
+  /** Lines in the IPv4 address-family of the router (other neighbors). */
+  af?: string[];
+  /** Blocks after the router (VRF routers, bfd). */
+  post?: string[];
+  /** `neighbor 192.0.2.1 timers …` (default 3 9). */
+  timers?: string;
+  logLevel?: string;
+}
+
+function nodeConf(prefixes: string[], extra: string[] = [], more: More = {}): string {
   const p = [...prefixes].sort();
   const n = ROUTER.v4;
   const L = [
-    'log stdout informational',
+    `log stdout ${more.logLevel ?? 'informational'}`,
     'log timestamp precision 3',
+    ...(more.pre ?? []),
     'ip nht resolve-via-default',
     `route-map ${n}-in deny 20`,
   ];
@@ -76,7 +90,7 @@ function nodeConf(prefixes: string[], extra: string[] = []): string {
     '  bgp graceful-restart preserve-fw-state',
     `  bgp router-id ${NODE.v4}`,
     `  neighbor ${n} remote-as 64500`,
-    `  neighbor ${n} timers 3 9`,
+    `  neighbor ${n} timers ${more.timers ?? '3 9'}`,
     `  neighbor ${n} timers connect 2`,
     `  neighbor ${n} password ${SECRET}`,
     ...extra,
@@ -84,10 +98,12 @@ function nodeConf(prefixes: string[], extra: string[] = []): string {
     `    neighbor ${n} activate`,
     `    neighbor ${n} route-map ${n}-in in`,
     `    neighbor ${n} route-map ${n}-out out`,
+    ...(more.af ?? []),
     '  exit-address-family',
   );
   if (p.length)
     L.push('  address-family ipv4 unicast', ...p.map((x) => `    network ${x}`), '  exit-address-family');
+  L.push(...(more.post ?? []));
   return `${L.join('\n')}\n`;
 }
 
@@ -274,6 +290,120 @@ describeLab('FrrApplier against real FRR and BIRD', () => {
       },
       { timeoutMs: 30_000, intervalMs: 200, what: `BIRD has exactly the ${last.length} final prefixes` },
     );
+  }, 60_000);
+
+  test('diff shapes against real FRR: every step stays incremental and checks out', async () => {
+    const a = applier!;
+    const N = ROUTER.v4;
+    const X = '192.0.2.5';
+    const V6 = '2001:db8:0:1::5';
+    const bfd = (rx: number, extra: string[] = []) => [
+      'bfd',
+      '  profile fast',
+      `    receive-interval ${rx}`,
+      `    transmit-interval ${rx}`,
+      '    detect-multiplier 3',
+      ...extra,
+      '  profile slow',
+      '    receive-interval 300',
+    ];
+    const bfdNeighbor = [`  neighbor ${N} bfd`, `  neighbor ${N} bfd profile fast`];
+    const other = (action: string) => ({
+      pre: [
+        `route-map ${X}-in deny 20`,
+        `ip prefix-list ${X}-allowed-ipv4 seq 1 permit ${SVC1}`,
+        `route-map ${X}-out ${action} 1`,
+        `  match ip address prefix-list ${X}-allowed-ipv4`,
+      ],
+      af: [
+        `    neighbor ${X} activate`,
+        `    neighbor ${X} route-map ${X}-in in`,
+        `    neighbor ${X} route-map ${X}-out out`,
+      ],
+    });
+    const otherLines = [
+      `  neighbor ${X} remote-as 64501`,
+      `  neighbor ${X} ebgp-multihop`,
+      `  neighbor ${X} port 179`,
+      `  neighbor ${X} local-as 64999 no-prepend replace-as`,
+      `  neighbor ${X} update-source ${NODE.v4}`,
+      `  neighbor ${X} graceful-restart`,
+      `  neighbor ${V6} remote-as 64501`,
+      `  neighbor ${V6} disable-connected-check`,
+    ];
+    const vrf = [
+      'router bgp 64510 vrf ilred',
+      '  bgp router-id 192.0.2.11',
+      `  neighbor ${X} remote-as 64502`,
+    ];
+    const debug = [
+      'debug zebra events',
+      'debug bgp neighbor-events',
+      'debug bgp updates',
+      'debug bgp keepalives',
+      'debug bfd peer',
+    ];
+    const many = Array.from({ length: 40 }, (_, i) => `203.0.113.${100 + i}/32`);
+    const steps: [string, string][] = [
+      ['start', nodeConf([SVC1])],
+      ['BFD profiles + neighbor bfd', nodeConf([SVC1], bfdNeighbor, { post: bfd(100) })],
+      [
+        'profile values change, echo/passive/ttl on',
+        nodeConf([SVC1], bfdNeighbor, {
+          post: bfd(50, ['    echo-mode', '    passive-mode', '    minimum-ttl 250']),
+        }),
+      ],
+      ['profile values back to defaults', nodeConf([SVC1], bfdNeighbor, { post: bfd(300) })],
+      ['timers change', nodeConf([SVC1], bfdNeighbor, { post: bfd(300), timers: '4 12' })],
+      [
+        'another neighbor with its filters',
+        nodeConf([SVC1], [...bfdNeighbor, ...otherLines], { ...other('permit'), post: bfd(300) }),
+      ],
+      [
+        'route-map action change',
+        nodeConf([SVC1], [...bfdNeighbor, ...otherLines], { ...other('deny'), post: bfd(300) }),
+      ],
+      ['neighbor removed', nodeConf([SVC1], bfdNeighbor, { post: bfd(300) })],
+      ['VRF router added', nodeConf([SVC1], bfdNeighbor, { post: [...vrf, ...bfd(300)] })],
+      ['VRF router removed, BFD off', nodeConf([SVC1])],
+      ['debugging on', nodeConf([SVC1], [], { pre: debug, logLevel: 'debugging' })],
+      ['debugging off', nodeConf([SVC1])],
+      ['40 prefixes', nodeConf([SVC1, ...many])],
+      ['insert at the front (renumbers all)', nodeConf([SVC1, '198.51.100.9/32', ...many])],
+      ['remove from the front', nodeConf([SVC1, ...many.slice(5)])],
+      ['back to one', nodeConf([SVC1])],
+    ];
+    const fullBefore = a.status().counts.full;
+    const report: string[] = [];
+    for (const [name, text] of steps) {
+      a.submit(text);
+      await a.whenIdle();
+      const s = a.status();
+      report.push(
+        `${name}: ${s.mode} ${s.lastTimings?.totalMs} ms (vtysh -f ${s.lastTimings?.applyMs ?? '-'} ms)`,
+      );
+      expect({ step: name, mode: s.mode, error: s.lastError, applied: s.appliedGeneration }).toEqual({
+        step: name,
+        mode: 'incremental',
+        error: undefined,
+        applied: s.desiredGeneration,
+      });
+    }
+    console.log(`frr-apply: diff shapes\n${report.join('\n')}`);
+    expect(a.status().counts.full).toBe(fullBefore);
+    // After all these steps FRR runs exactly the last config: every line of it is there, and
+    // nothing else in the routers, route-maps, prefix-lists and BFD profiles.
+    const want = parseConfig(steps[steps.length - 1]![1]);
+    const have = await running();
+    expect(verifyRunning(diffConfigs(parseConfig(''), want), have)).toEqual([]);
+    const ours = (p: string[]) => /^(router bgp|route-map|ip prefix-list|ipv6 prefix-list|bfd)/.test(p[0]!);
+    const wanted = new Set([...walkPaths(want.root)].filter(ours).map((p) => p.join(' > ')));
+    const extra = [...walkPaths(have.root)]
+      .filter(ours)
+      .map((p) => p.join(' > '))
+      .filter((p) => !wanted.has(p) && p !== 'bfd');
+    expect(extra).toEqual([]);
+    await waitFor(() => routeAtBird(SVC1), { timeoutMs: 20_000, what: `${SVC1} still at BIRD` });
   }, 60_000);
 
   bench(
