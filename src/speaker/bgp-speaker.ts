@@ -13,6 +13,7 @@ import { renderNodeConfig } from '../frr/node.js';
 import type { FrrRenderer } from '../frr/render.js';
 import type { LogLevel } from '../frr/viewmodel.js';
 import type { Logger } from '../util/log.js';
+import type { L2Inputs, NodeListLiveness } from '../l2/announcer.js';
 import {
   endpointIndexFrom,
   EVERYWHERE,
@@ -45,7 +46,12 @@ export interface BgpSpeakerOptions {
   readonly node: string;
   readonly schemas: SchemaValidator;
   readonly renderer: FrrRenderer;
-  readonly sink: FrrConfigSink;
+  /** BGP: where frr.conf goes; absent = BGP disabled on this speaker. */
+  readonly sink?: FrrConfigSink;
+  /** L2: the announcer fed with every parsed state; absent = L2 disabled. */
+  readonly l2?: { update(inputs: L2Inputs): void };
+  /** Without membership, every known Node is a live speaker. */
+  readonly nodeLiveness?: NodeListLiveness;
   readonly log: Logger;
   readonly namespace?: string;
   readonly hostname?: string;
@@ -132,11 +138,21 @@ export class BgpSpeaker {
       });
     }
     if (!this.config) return;
+    const endpoints = sorted.endpointSlices.length ? endpointIndexFrom(sorted.endpointSlices) : EVERYWHERE;
+    this.opts.nodeLiveness?.setNodes(nodes.map((n) => n.name));
+    const lbClass = this.opts.lbClass ?? '';
+    this.opts.l2?.update({
+      config: this.config,
+      nodes,
+      services: services.filter((s) => (lbClass === '' ? !s.loadBalancerClass : s.loadBalancerClass === lbClass)),
+      endpoints,
+    });
+    if (!this.opts.sink) return;
     const out = renderNodeConfig(this.opts.renderer, {
       config: this.config,
       node: me,
       services,
-      endpoints: sorted.endpointSlices.length ? endpointIndexFrom(sorted.endpointSlices) : EVERYWHERE,
+      endpoints,
       lbClass: this.opts.lbClass ?? '',
       hostname: this.opts.hostname ?? node,
       ...(this.opts.logLevel ? { logLevel: this.opts.logLevel } : {}),
@@ -179,7 +195,7 @@ export class BgpSpeaker {
     if (text === undefined || text === this.lastText) return;
     this.pendingText = undefined;
     try {
-      await this.opts.sink.write(text);
+      await this.opts.sink!.write(text);
       this.lastText = text;
       this.generation++;
       this.lastWriteError = undefined;
