@@ -6,7 +6,7 @@
  * lastError set; a burst of 200 submissions costs a few applies and ends in the right state.
  *
  * Needs root and `ip netns`; skipped otherwise, except under CI=true, where it fails instead.
- * Set IRONLB_FRR_BENCH=1 for an extra timing run with a few hundred prefixes.
+ * Set IRONLB_FRR_BENCH=1 for an extra timing run (IRONLB_FRR_BENCH_N prefixes, default 200, max 447).
  */
 import { FrrApplier } from '../../src/frr/apply.js';
 import { diffConfigs, verifyRunning } from '../../src/frr/config-diff.js';
@@ -30,6 +30,7 @@ if (unavailable && !isCI) {
 }
 const describeLab = unavailable && !isCI ? describe.skip : describe;
 const bench = process.env.IRONLB_FRR_BENCH === '1' ? test : test.skip;
+const BENCH_N = Math.min(447, Math.max(1, Number(process.env.IRONLB_FRR_BENCH_N ?? 200) || 200));
 
 const ROUTER = { name: 'rt', v4: '192.0.2.1', v6: '2001:db8:0:1::1' };
 const NODE = { name: 'n1', v4: '192.0.2.11', v6: '2001:db8:0:1::11' };
@@ -407,17 +408,25 @@ describeLab('FrrApplier against real FRR and BIRD', () => {
   }, 60_000);
 
   bench(
-    'timing: 200 prefixes, then +1 / -1 / +20 incremental',
+    `timing: ${BENCH_N} prefixes (IRONLB_FRR_BENCH_N), then +1 / -1 / +20 / -20`,
     async () => {
       const a = applier!;
-      const many = Array.from({ length: 200 }, (_, i) =>
-        i < 100 ? `198.51.100.${100 + i}/32` : `203.0.113.${i - 100}/32`,
-      );
+      // 198.51.100.64-255 and 203.0.113.0-255 (without .99, which sorts last).
+      const pool = [
+        ...Array.from({ length: 192 }, (_, i) => `198.51.100.${64 + i}/32`),
+        ...Array.from({ length: 256 }, (_, i) => `203.0.113.${i}/32`).filter((p) => p !== '203.0.113.99/32'),
+      ];
+      const many = pool.slice(0, BENCH_N);
+      const middle = '198.51.100.63/32'; // sorts after 198.51.100.255: renumbers the 203.0.113.x entries
+      const last = '203.0.113.99/32'; // sorts last: no renumbering
+      const twenty = Array.from({ length: 20 }, (_, i) => `198.51.100.${40 + i}/32`);
       for (const [what, set] of [
-        ['200 prefixes', many],
-        ['+1', [...many, '203.0.113.200/32']],
-        ['-1', many],
-        ['+20', [...many, ...Array.from({ length: 20 }, (_, i) => `203.0.113.${210 + i}/32`)]],
+        [`${BENCH_N} prefixes`, many],
+        ['+1 at the end', [...many, last]],
+        ['-1 at the end', many],
+        ['+1 in the middle', [...many, middle]],
+        ['-1 in the middle', many],
+        ['+20', [...many, ...twenty]],
         ['-20', many],
       ] as const) {
         const t0 = Date.now();
@@ -426,17 +435,19 @@ describeLab('FrrApplier against real FRR and BIRD', () => {
         console.log(`frr-apply bench: ${what}: ${Date.now() - t0} ms mode=${a.status().mode} ${timings()}`);
         expect(a.status().lastError).toBeUndefined();
       }
-      // The same +1 / -1 through frr-reload.py alone, for comparison: there each renumbered
-      // prefix-list entry is deleted by a vtysh process of its own.
+      // The same through frr-reload.py alone, for comparison: there each deleted line (also each
+      // renumbered prefix-list entry) is a vtysh process of its own.
       const exec = new VtyshExecutor({ pathspace: frr!.name });
       for (const [what, set] of [
-        ['+1', [...many, '203.0.113.200/32']],
-        ['-1', many],
+        ['+1 at the end', [...many, last]],
+        ['-1 at the end', many],
+        ['+1 in the middle', [...many, middle]],
+        ['-1 in the middle', many],
       ] as const) {
         const r = await exec.reload(nodeConf([...set]));
         console.log(`frr-apply bench: frr-reload.py ${what}: ${r.durationMs} ms ok=${r.ok}`);
       }
     },
-    180_000,
+    600_000,
   );
 });
