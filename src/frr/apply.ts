@@ -297,7 +297,6 @@ export class FrrApplier {
       if (!this.pending) this.pending = job;
       this.kick();
     }, delayMs);
-    timer.unref?.();
     this.retry = { job, timer, at: this.now() + delayMs };
     this.changed();
     this.log.info('FRR apply will be retried', { generation: job.generation, inMs: delayMs });
