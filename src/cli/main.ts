@@ -6,6 +6,7 @@ import { InputError } from '../config/load.js';
 import { runAllocate } from './allocate.js';
 import { runRender } from './render.js';
 import { runSpeaker } from './speaker.js';
+import { runFrrReloader } from './frr-reloader.js';
 import { UsageError, type Io, processIo } from './io.js';
 import { runValidate } from './validate.js';
 
@@ -22,6 +23,9 @@ Usage:
       status IPs, optional EndpointSlices and Secrets). Written 0600 with -o.
   ironlb speaker --node NAME --source dir:PATH --frr-dir DIR [--log-level L] [--bgp-debounce-timeout MS]
       Standalone speaker: watch a directory of objects and keep DIR/frr.conf up to date.
+  ironlb frr-reloader --dir DIR [--pathspace NS]
+      FRR sidecar: apply every new DIR/frr.conf to the running FRR (incrementally through vtysh,
+      frr-reload.py as the fallback) and report the result in DIR/frr-status.json.
   ironlb help | --help       This text.
   ironlb version | --version The version.
 `;
@@ -33,6 +37,7 @@ const COMMANDS: Record<string, Command> = {
   allocate: runAllocate,
   render: runRender,
   speaker: (args, io) => runSpeaker(args, io),
+  'frr-reloader': (args, io) => runFrrReloader(args, io),
 };
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
