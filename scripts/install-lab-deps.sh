@@ -27,7 +27,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 
 # Required by the harness: FRR daemons + vtysh, frr-reload.py, BIRD 2 + birdc, ip/ss/nstat,
 # sysctl/pgrep, unshare (UTS namespaces, gotcha G1), zcat (/proc/config.gz checks).
-REQUIRED=(frr frr-pythontools bird2 iproute2 procps util-linux gzip arping ndisc6 iputils-ping gcc make libc6-dev)
+REQUIRED=(frr frr-pythontools bird2 iproute2 procps util-linux gzip arping ndisc6 iputils-ping gcc make libc6-dev openssl)
 # Used by some lab recipes, not by the harness itself.
 OPTIONAL=(tcpdump gobgpd)
 
