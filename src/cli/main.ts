@@ -21,8 +21,9 @@ Usage:
   ironlb render -f PATH… --node NAME [-o FILE] [--hostname H] [--log-level LEVEL]
       Print the frr.conf this node's FRR must run (metallb.io objects, Nodes, Services with
       status IPs, optional EndpointSlices and Secrets). Written 0600 with -o.
-  ironlb speaker --node NAME --source dir:PATH --frr-dir DIR [--log-level L] [--bgp-debounce-timeout MS]
-      Standalone speaker: watch a directory of objects and keep DIR/frr.conf up to date.
+  ironlb speaker --node NAME --source dir:PATH [--frr-dir DIR] [--l2] [--ml-bind-addr A --ml-seeds H:P,…]
+      Standalone speaker: watch a directory of objects; BGP keeps DIR/frr.conf up to date, L2 answers
+      ARP/NDP for the IPs this node is elected for (liveness from the speakers' UDP membership).
   ironlb frr-reloader --dir DIR [--pathspace NS]
       FRR sidecar: apply every new DIR/frr.conf to the running FRR (incrementally through vtysh,
       frr-reload.py as the fallback) and report the result in DIR/frr-status.json.

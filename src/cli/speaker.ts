@@ -1,7 +1,9 @@
 /**
- * `ironlb speaker`: the standalone speaker. Watches a directory of objects (`--source dir:PATH`),
- * renders this node's frr.conf on every change and writes it into `--frr-dir` for the FRR
- * reloader (`ironlb frr-reloader`) to apply. Runs until SIGTERM or SIGINT.
+ * `ironlb speaker`: the standalone speaker. Watches a directory of objects (`--source dir:PATH`).
+ * BGP (with `--frr-dir`): renders this node's frr.conf on every change for the FRR reloader
+ * (`ironlb frr-reloader`) to apply. L2 (with `--l2`): elects one owner per IP and drives the
+ * native ARP/NDP helper; with `--ml-bind-addr` liveness comes from the speakers' own membership
+ * protocol (UDP), else every known Node counts as live. Runs until SIGTERM or SIGINT.
  */
 import { CrdSchemas } from '../config/schema.js';
 import { nodeNameProblem } from '../config/grammar.js';
@@ -10,8 +12,13 @@ import { FrrRenderer } from '../frr/render.js';
 import { FRR_LEVELS, type LogLevel } from '../frr/viewmodel.js';
 import { BgpSpeaker, DirectorySink } from '../speaker/bgp-speaker.js';
 import { DirSource } from '../speaker/dir-source.js';
-import { createLogger } from '../util/log.js';
-import { one, parseFlags, UsageError, type Io } from './io.js';
+import { readFile } from 'node:fs/promises';
+import { createLogger, type Logger } from '../util/log.js';
+import { L2Announcer, NodeListLiveness } from '../l2/announcer.js';
+import { L2Helper } from '../l2/helper.js';
+import { compileExcludes, DEFAULT_EXCLUDES, scanInterfaces } from '../l2/interfaces.js';
+import { DEFAULT_PORT, Membership } from '../l2/membership.js';
+import { one, parseFlags, UsageError, type Flags, type Io } from './io.js';
 
 const LEVELS = ['all', 'debug', 'info', 'warn', 'error', 'none'];
 
@@ -43,6 +50,13 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     { name: 'namespace', short: 'n' },
     { name: 'bgp-debounce-timeout' },
     { name: 'ignore-exclude-lb', boolean: true },
+    { name: 'l2', boolean: true },
+    { name: 'l2-exclude', repeat: true },
+    { name: 'l2-no-probe', boolean: true },
+    { name: 'ml-bind-addr' },
+    { name: 'ml-bind-port' },
+    { name: 'ml-seeds' },
+    { name: 'ml-secret-file' },
   ]);
   const node = one(flags, 'node') ?? one(flags, 'node-name') ?? process.env.METALLB_NODE_NAME;
   if (!node) throw new UsageError('--node NAME is required');
@@ -53,7 +67,8 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     throw new UsageError('--source dir:PATH is required (the Kubernetes source comes with the controller)');
   }
   const frrDir = one(flags, 'frr-dir');
-  if (!frrDir) throw new UsageError('--frr-dir DIR is required');
+  const l2Enabled = flags.l2 !== undefined;
+  if (!frrDir && !l2Enabled) throw new UsageError('enable BGP with --frr-dir DIR, L2 with --l2, or both');
   const level = one(flags, 'log-level') ?? 'info';
   if (!LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`);
   const frrLevel = process.env.FRR_LOGGING_LEVEL;
@@ -70,11 +85,14 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     write: (l) => io.err(l),
     base: { component: 'speaker', node },
   });
+  const l2 = l2Enabled ? await startL2(flags, node, log) : undefined;
   const speaker = new BgpSpeaker({
     node,
     schemas: CrdSchemas.load(),
     renderer: new FrrRenderer(),
-    sink: new DirectorySink(frrDir),
+    ...(frrDir ? { sink: new DirectorySink(frrDir) } : {}),
+    ...(l2 ? { l2: l2.announcer } : {}),
+    ...(l2?.nodeLiveness ? { nodeLiveness: l2.nodeLiveness } : {}),
     log,
     namespace: one(flags, 'namespace') ?? DEFAULT_NAMESPACE,
     hostname: one(flags, 'hostname') ?? node,
@@ -92,5 +110,77 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   await dir.stop();
   await speaker.drain();
   await speaker.stop();
+  await l2?.stop();
   return 0;
+}
+
+interface L2Parts {
+  announcer: L2Announcer;
+  nodeLiveness?: NodeListLiveness;
+  stop(): Promise<void>;
+}
+
+/** Membership (optional), the native helper and the announcer, started in that order. */
+async function startL2(flags: Flags, node: string, log: Logger): Promise<L2Parts> {
+  const bind = one(flags, 'ml-bind-addr') ?? process.env.METALLB_ML_BIND_ADDR;
+  let membership: Membership | undefined;
+  let nodeLiveness: NodeListLiveness | undefined;
+  if (bind) {
+    const port = Number(one(flags, 'ml-bind-port') ?? process.env.METALLB_ML_BIND_PORT ?? DEFAULT_PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw new UsageError('--ml-bind-port must be 0-65535');
+    const secretFile = one(flags, 'ml-secret-file') ?? process.env.METALLB_ML_SECRET_KEY_PATH;
+    const secret = secretFile ? await readSecret(secretFile) : undefined;
+    const seeds = (one(flags, 'ml-seeds') ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
+    membership = new Membership({
+      name: node,
+      bindAddress: bind,
+      port,
+      seeds,
+      ...(secret ? { secret } : {}),
+      log: log.child({ part: 'membership' }),
+    });
+    await membership.start();
+  } else {
+    nodeLiveness = new NodeListLiveness();
+  }
+  const helper = new L2Helper({ logger: log.child({ part: 'l2-helper' }) });
+  await helper.start();
+  const ex = compileExcludes([...DEFAULT_EXCLUDES, ...(flags['l2-exclude'] ?? [])]);
+  if (ex.problems.length) throw new UsageError(ex.problems.join('; '));
+  const announcer = new L2Announcer({
+    node,
+    helper,
+    liveness: membership ?? nodeLiveness!,
+    log: log.child({ part: 'l2' }),
+    scan: () => scanInterfaces(),
+    excludes: ex.regexps,
+    probeBeforeClaim: flags['l2-no-probe'] === undefined,
+  });
+  await announcer.start();
+  return {
+    announcer,
+    ...(nodeLiveness ? { nodeLiveness } : {}),
+    async stop() {
+      await announcer.stop();
+      await helper.stop();
+      await membership?.stop();
+    },
+  };
+}
+
+async function readSecret(path: string): Promise<Buffer> {
+  try {
+    const b = await readFile(path);
+    if (b.length === 0) throw new UsageError(`${path}: the membership secret is empty`);
+    return b;
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(
+      `${path}: cannot read the membership secret (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
+  }
 }

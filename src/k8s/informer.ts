@@ -1,0 +1,223 @@
+/**
+ * List + watch into a cache, owned by us: paginated relist on start and on 410 Gone, re-watch
+ * from the last resourceVersion (kept fresh by bookmarks) when a stream ends, exponential
+ * back-off on transport errors, an idle timeout so a silently dead connection is noticed, and a
+ * periodic resync that re-delivers every object to the handlers.
+ */
+import { ApiError, type KObject, type KubeClient, type Resource, type WatchEvent } from './client.js';
+import type { Logger } from '../util/log.js';
+
+export type InformerEvent = 'add' | 'update' | 'delete' | 'resync';
+
+export type Handler<T> = (type: InformerEvent, obj: T, old?: T) => void;
+
+export interface InformerOptions {
+  readonly namespace?: string;
+  readonly labelSelector?: string;
+  readonly fieldSelector?: string;
+  readonly log: Logger;
+  /** Re-deliver every object this often (0 = never). */
+  readonly resyncMs?: number;
+  readonly pageSize?: number;
+  /** Server-side watch timeout; the watch is re-opened after it. */
+  readonly watchTimeoutSeconds?: number;
+  /** No byte (not even a bookmark) for this long → the connection is considered dead. */
+  readonly idleMs?: number;
+  readonly backoffInitialMs?: number;
+  readonly backoffMaxMs?: number;
+}
+
+export function objectKey(o: KObject): string {
+  return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+}
+
+export class Informer<T extends KObject> {
+  private readonly cache = new Map<string, T>();
+  private readonly handlers = new Set<Handler<T>>();
+  private readonly syncWaiters: Array<() => void> = [];
+  private rv = '';
+  private synced = false;
+  private abort: AbortController | undefined;
+  private loop: Promise<void> | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private backoff: number;
+  /** Counters for tests and metrics. */
+  readonly stats = { lists: 0, watches: 0, events: 0, relists410: 0, errors: 0 };
+
+  constructor(
+    private readonly client: KubeClient,
+    readonly resource: Resource,
+    private readonly opts: InformerOptions,
+  ) {
+    this.backoff = opts.backoffInitialMs ?? 200;
+  }
+
+  get hasSynced(): boolean {
+    return this.synced;
+  }
+
+  list(): T[] {
+    return [...this.cache.values()];
+  }
+
+  get(key: string): T | undefined {
+    return this.cache.get(key);
+  }
+
+  onEvent(h: Handler<T>): () => void {
+    this.handlers.add(h);
+    return () => this.handlers.delete(h);
+  }
+
+  /** Starts the loop; resolves once the first list is in the cache. */
+  async start(): Promise<void> {
+    if (this.loop) return this.waitSynced();
+    this.abort = new AbortController();
+    this.loop = this.run(this.abort.signal);
+    if (this.opts.resyncMs) {
+      this.resyncTimer = setInterval(() => {
+        for (const o of this.cache.values()) this.emit('resync', o);
+      }, this.opts.resyncMs);
+      this.resyncTimer.unref();
+    }
+    return this.waitSynced();
+  }
+
+  waitSynced(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  async stop(): Promise<void> {
+    this.abort?.abort();
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    await this.loop;
+    this.loop = undefined;
+  }
+
+  private emit(type: InformerEvent, obj: T, old?: T): void {
+    for (const h of this.handlers) {
+      try {
+        h(type, obj, old);
+      } catch (e) {
+        this.opts.log.error('informer handler failed', { resource: this.resource.plural, error: String(e) });
+      }
+    }
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    let needList = true;
+    while (!signal.aborted) {
+      try {
+        if (needList) {
+          await this.relist();
+          needList = false;
+        }
+        this.stats.watches++;
+        await this.client.watch<T>(
+          this.resource,
+          {
+            ...(this.opts.namespace ? { namespace: this.opts.namespace } : {}),
+            ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}),
+            ...(this.opts.fieldSelector ? { fieldSelector: this.opts.fieldSelector } : {}),
+            resourceVersion: this.rv,
+            timeoutSeconds: this.opts.watchTimeoutSeconds ?? 300,
+          },
+          (e) => {
+            if (this.apply(e) === 'gone') throw new ApiError(410, 'Expired', 'resource version too old');
+          },
+          signal,
+          this.opts.idleMs ?? ((this.opts.watchTimeoutSeconds ?? 300) + 30) * 1000,
+        );
+        this.backoff = this.opts.backoffInitialMs ?? 200;
+      } catch (e) {
+        if (signal.aborted) break;
+        if (e instanceof ApiError && e.status === 410) {
+          this.stats.relists410++;
+          needList = true;
+          continue;
+        }
+        this.stats.errors++;
+        this.opts.log.warn('watch failed, retrying', {
+          resource: this.resource.plural,
+          error: e instanceof Error ? e.message : String(e),
+          retryMs: this.backoff,
+        });
+        await sleep(this.backoff, signal);
+        this.backoff = Math.min(this.backoff * 2, this.opts.backoffMaxMs ?? 10_000);
+        // A failed list is retried by the next round; a failed watch resumes from rv.
+        if (!this.synced) needList = true;
+      }
+    }
+  }
+
+  /** Returns 'gone' when the server says the resourceVersion expired. */
+  private apply(e: WatchEvent<T>): 'ok' | 'gone' {
+    this.stats.events++;
+    const obj = e.object;
+    if (e.type === 'ERROR') {
+      const st = obj as unknown as { code?: number; message?: string };
+      if (st.code === 410) return 'gone';
+      throw new ApiError(st.code ?? 500, 'WatchError', st.message ?? 'watch error event');
+    }
+    if (obj?.metadata?.resourceVersion) this.rv = obj.metadata.resourceVersion;
+    if (e.type === 'BOOKMARK') return 'ok';
+    const key = objectKey(obj);
+    const old = this.cache.get(key);
+    if (e.type === 'DELETED') {
+      this.cache.delete(key);
+      this.emit('delete', obj, old);
+    } else {
+      this.cache.set(key, obj);
+      this.emit(old ? 'update' : 'add', obj, old);
+    }
+    return 'ok';
+  }
+
+  /** Full list; the cache is replaced and the differences are delivered as events. */
+  private async relist(): Promise<void> {
+    this.stats.lists++;
+    const fresh = new Map<string, T>();
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.client.listPage<T>(this.resource, {
+        ...(this.opts.namespace ? { namespace: this.opts.namespace } : {}),
+        ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}),
+        ...(this.opts.fieldSelector ? { fieldSelector: this.opts.fieldSelector } : {}),
+        limit: this.opts.pageSize ?? 500,
+        ...(cont ? { continue: cont } : {}),
+      });
+      for (const item of page.items) fresh.set(objectKey(item), item);
+      rv = page.metadata.resourceVersion;
+      cont = page.metadata.continue || undefined;
+    } while (cont);
+    const old = new Map(this.cache);
+    this.cache.clear();
+    for (const [k, v] of fresh) this.cache.set(k, v);
+    this.rv = rv;
+    for (const [k, v] of fresh) {
+      const prev = old.get(k);
+      if (!prev) this.emit('add', v);
+      else if (prev.metadata.resourceVersion !== v.metadata.resourceVersion) this.emit('update', v, prev);
+    }
+    for (const [k, v] of old) if (!fresh.has(k)) this.emit('delete', v, v);
+    if (!this.synced) {
+      this.synced = true;
+      for (const w of this.syncWaiters.splice(0)) w();
+    }
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
