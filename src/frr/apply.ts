@@ -3,14 +3,28 @@
  *
  * - submit() returns at once. While an apply runs, later submissions only replace the pending
  *   one, so a burst of 1000 submissions costs a handful of applies (the first, then the latest).
- * - Every config is first checked with FRR's parser (vtysh -C, no daemons); a config it rejects
- *   is never applied (status: lastError, rejectedGeneration; no retry until a new submission).
- * - The first apply after start() is a full reload: `frr-reload.py --test`, then `--reload`.
- * - Later applies send the diff against the last successfully applied config (config-diff.ts)
- *   through ONE `vtysh -f` run, then read `show running-config` once and check that the lines
- *   meant to appear / disappear did (FRR's known rewrites are normalised, see runningForms).
- *   A diff the incremental path cannot do safely, a vtysh error or a failed check falls back to
- *   the full reload.
+ * - The first apply after start() is a full reload: the whole config through FRR's parser
+ *   (`vtysh -C`, no daemons; a config it rejects is never applied: status lastError,
+ *   rejectedGeneration, no retry until a new submission), then `frr-reload.py --test`, `--reload`.
+ * - Later applies send the diff (config-diff.ts) as ONE `vtysh -f` script. The diff's "from" side
+ *   is the last applied config, except for prefix-lists: those are diffed against the entries FRR
+ *   actually has (their sequence numbers differ from the rendered ones once lists are diffed as
+ *   sets), as read from `show running-config` or predicted by the previous diff. Per apply, the
+ *   work that grows with the number of Services stays in this process (parse and diff):
+ *     1. only the script goes through `vtysh -C` (it is a valid config snippet with its contexts);
+ *     2. `vtysh -f` with the script;
+ *     3. when the script holds only prefix-list entries and `network` lines (a Service added or
+ *        removed), it is checked with targeted `show … prefix-list NAME seq N json` commands —
+ *        one vtysh run, output in proportion to the change — and the whole `show running-config`
+ *        check follows lazily, once no apply has come for checkDelayMs (a burst costs one); a
+ *        new submission cancels a check that is under way. Any other script is checked against
+ *        `show running-config` at once. A full check compares every line of the config (FRR's
+ *        known rewrites normalised, prefix-lists as sets) and re-reads FRR's prefix-lists.
+ *   A diff the incremental path cannot do safely, a vtysh error or a failed targeted check falls
+ *   back to the full reload. A failed lazy check re-applies the config: incrementally from what
+ *   FRR really has when only prefix-list entries differ, otherwise as a full reload.
+ * - `mode: 'full'` forces every apply through frr-reload.py (upstream MetalLB's behaviour), with
+ *   no check afterwards; for comparisons.
  * - When the full reload fails too, the last good config is applied again (frr-reload --reload),
  *   lastError is recorded and the same config is retried with exponential back-off
  *   (0.5 s doubling to 30 s by default). A different submission is tried at once.
@@ -19,7 +33,17 @@
  * All FRR access goes through the injected FrrExecutor (vtysh.ts has the real one), so unit tests
  * use a fake.
  */
-import { diffConfigs, renderVtyshScript, verifyRunning } from './config-diff.js';
+import {
+  diffConfigs,
+  entryCheckCommands,
+  isPrefixListEntryPath,
+  prefixListEntries,
+  prefixListNames,
+  renderVtyshScript,
+  verifyEntryChecks,
+  verifyFull,
+  type ConfigDiff,
+} from './config-diff.js';
 import { maskPasswords, parseConfig, type ConfigTree } from './config-tree.js';
 import { silentLogger, type Logger } from '../util/log.js';
 
@@ -38,7 +62,7 @@ export interface ExecOutcome {
 
 /** Everything the applier does to FRR. */
 export interface FrrExecutor {
-  /** Syntax check of a whole config without daemons (`vtysh --config_dir TMP -C -f FILE`). */
+  /** Syntax check without daemons (`vtysh --config_dir TMP -C -f FILE`): a whole config or a script. */
   dryRun(config: string): Promise<CheckResult>;
   /** `frr-reload.py --test FILE`: shows the delta, changes nothing. */
   reloadTest(config: string): Promise<ExecOutcome>;
@@ -46,15 +70,23 @@ export interface FrrExecutor {
   reload(config: string): Promise<ExecOutcome>;
   /** `vtysh -f FILE` with configuration commands (already in config mode). */
   applyScript(script: string): Promise<ExecOutcome>;
-  /** `show running-config` text; rejects when vtysh fails. */
-  runningConfig(): Promise<string>;
+  /** `show running-config` text; rejects when vtysh fails or `signal` aborts it. */
+  runningConfig(signal?: AbortSignal): Promise<string>;
+  /** Show commands in one vtysh run (`-c` each); resolves with their output, one after another. */
+  show(commands: readonly string[]): Promise<string>;
 }
 
 export type ApplyMode = 'incremental' | 'full';
 
 export interface ApplyTimings {
+  /** Parsing the submitted config. */
+  parseMs?: number;
+  /** Computing the diff. */
+  diffMs?: number;
+  /** `vtysh -C` of the script (incremental) or of the whole config (full), both when it fell back. */
   dryRunMs?: number;
   applyMs?: number;
+  /** The check right after the apply (targeted entries, or `show running-config`). */
   verifyMs?: number;
   reloadTestMs?: number;
   reloadMs?: number;
@@ -66,13 +98,20 @@ export interface FrrApplyStatus {
   readonly desiredGeneration: number;
   /** Generation of the config FRR runs now (0 before the first successful apply). */
   readonly appliedGeneration: number;
+  /**
+   * Generation whose whole config was last found in `show running-config` (absent before the
+   * first check, and in full mode). Lower than appliedGeneration while a lazy check is due.
+   */
+  readonly verifiedGeneration?: number;
   /** Why the last attempt failed or was rejected (masked); cleared by the next success. */
   readonly lastError?: string;
   /** Unix time (ms) of the last successful apply. */
   readonly lastAppliedAt?: number;
   /** How the last successful apply was done. */
   readonly mode?: ApplyMode;
-  /** An apply is running right now. */
+  /** How the last incremental apply was checked. */
+  readonly lastVerify?: 'entries' | 'running-config';
+  /** An apply (or a lazy check) is running right now. */
   readonly applying: boolean;
   /** Generation whose apply failed and is being retried, if any. */
   readonly failedGeneration?: number;
@@ -84,6 +123,8 @@ export interface FrrApplyStatus {
   readonly lastAttemptAt?: number;
   /** Step durations of the last attempt. */
   readonly lastTimings?: ApplyTimings;
+  /** The last lazy whole-config check. */
+  readonly lastCheck?: { readonly at: number; readonly durationMs: number; readonly ok: boolean };
   /** Attempts by outcome since start. */
   readonly counts: {
     readonly incremental: number;
@@ -92,15 +133,26 @@ export interface FrrApplyStatus {
     readonly failed: number;
     readonly rejected: number;
   };
+  /** Lazy whole-config checks since start: passed, found a difference. */
+  readonly checks: { readonly ok: number; readonly failed: number };
 }
 
 export interface FrrApplierOptions {
   readonly executor: FrrExecutor;
   readonly log?: Logger;
+  /** `full`: every apply through frr-reload.py, no check (default `auto`). */
+  readonly mode?: 'auto' | 'full';
   /** First retry delay after a failure (default 500 ms); doubles up to maxBackoffMs. */
   readonly initialBackoffMs?: number;
   /** Longest retry delay (default 30 000 ms). */
   readonly maxBackoffMs?: number;
+  /**
+   * Quiet time after the last apply before the lazy `show running-config` check (default
+   * 1000 ms; negative: never).
+   */
+  readonly checkDelayMs?: number;
+  /** Most prefix-list entries checked one by one; more and `show running-config` is cheaper (64). */
+  readonly maxEntryChecks?: number;
   /** Clock (ms), for tests. */
   readonly now?: () => number;
   /** Called after every change of status() (submission, attempt start/end, retry scheduled). */
@@ -118,9 +170,19 @@ interface Applied {
   readonly tree: ConfigTree;
 }
 
+/** What the lazy check must also confirm: what went away since the last check. */
+interface Unchecked {
+  readonly absent: (readonly string[])[];
+  readonly goneLists: Set<string>;
+}
+
 type Outcome = 'applied' | 'failed' | 'rejected';
 
 const MAX_ERROR_CHARS = 2000;
+/** Beyond this many remembered removals the lazy check only checks what must be there. */
+const MAX_ABSENT = 50_000;
+const PL_PROBLEM =
+  /^(?:missing|still present): (?:ip|ipv6) prefix-list |^(?:missing from|still in) (?:ip|ipv6) prefix-list /;
 
 /** The interesting part of a command's output for an error message: FRR's error lines first. */
 export function summariseOutput(output: string, maxLines = 12): string {
@@ -133,11 +195,16 @@ export function summariseOutput(output: string, maxLines = 12): string {
   return maskPasswords(pick.join('\n')).slice(0, MAX_ERROR_CHARS);
 }
 
+const isAbort = (e: unknown) => e instanceof Error && (e.name === 'AbortError' || /aborted/i.test(e.message));
+
 export class FrrApplier {
   private readonly exec: FrrExecutor;
   private readonly log: Logger;
+  private readonly forceFull: boolean;
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly checkDelayMs: number;
+  private readonly maxEntryChecks: number;
   private readonly now: () => number;
   private readonly onStatus: ((status: FrrApplyStatus) => void) | undefined;
 
@@ -146,6 +213,21 @@ export class FrrApplier {
   private lastGood: Applied | undefined;
   /** FRR's state is unknown (a failed attempt whose restore failed too): next apply is full. */
   private dirty = false;
+  /** FRR differs from lastGood in its prefix-lists only: re-apply lastGood even though it is the same text. */
+  private resync = false;
+  /**
+   * FRR's prefix-list entries as far as we know (the "from" side of the next diff's prefix-lists);
+   * undefined: the ones of lastGood (right after a full reload).
+   */
+  private frrLists: readonly string[] | undefined;
+  /** Applied but not yet confirmed by a whole `show running-config` check. */
+  private unchecked: Unchecked | undefined;
+  private verifiedGeneration: number | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private checkAbort: AbortController | undefined;
+  private checkFailures = 0;
+  private lastCheck: { at: number; durationMs: number; ok: boolean } | undefined;
+  private readonly checks = { ok: 0, failed: 0 };
   private started = false;
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -156,6 +238,7 @@ export class FrrApplier {
   private lastError: string | undefined;
   private lastAppliedAt: number | undefined;
   private mode: ApplyMode | undefined;
+  private lastVerify: 'entries' | 'running-config' | undefined;
   private failedGeneration: number | undefined;
   private rejectedGeneration: number | undefined;
   private lastAttemptAt: number | undefined;
@@ -165,8 +248,11 @@ export class FrrApplier {
   constructor(opts: FrrApplierOptions) {
     this.exec = opts.executor;
     this.log = opts.log ?? silentLogger;
+    this.forceFull = opts.mode === 'full';
     this.initialBackoffMs = opts.initialBackoffMs ?? 500;
     this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
+    this.checkDelayMs = opts.checkDelayMs ?? 1000;
+    this.maxEntryChecks = opts.maxEntryChecks ?? 64;
     this.now = opts.now ?? Date.now;
     this.onStatus = opts.onStatus;
   }
@@ -178,11 +264,14 @@ export class FrrApplier {
     this.kick();
   }
 
-  /** Stops: no new applies or retries; resolves when the running apply (if any) has ended. */
+  /** Stops: no new applies, retries or checks; resolves when the running apply (if any) has ended. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry.timer);
     this.retry = undefined;
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    this.checkTimer = undefined;
+    this.checkAbort?.abort();
     await this.loop;
     this.notifyIdle();
     this.changed();
@@ -197,6 +286,8 @@ export class FrrApplier {
       clearTimeout(this.retry.timer);
       this.retry = undefined;
     }
+    // A lazy check gives way to a new config (it is due again after that apply).
+    this.checkAbort?.abort();
     this.kick();
     this.changed();
     return job.generation;
@@ -204,7 +295,7 @@ export class FrrApplier {
 
   /**
    * Resolves when nothing is being applied and nothing is waiting to be, apart from a retry
-   * scheduled after a failure (see status().nextRetryAt).
+   * scheduled after a failure (see status().nextRetryAt) and a lazy check not started yet.
    */
   whenIdle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
@@ -217,14 +308,18 @@ export class FrrApplier {
       appliedGeneration: this.lastGood?.generation ?? 0,
       applying: this.loop !== undefined,
       counts: { ...this.counts },
+      checks: { ...this.checks },
+      ...(this.verifiedGeneration !== undefined ? { verifiedGeneration: this.verifiedGeneration } : {}),
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
       ...(this.lastAppliedAt !== undefined ? { lastAppliedAt: this.lastAppliedAt } : {}),
       ...(this.mode !== undefined ? { mode: this.mode } : {}),
+      ...(this.lastVerify !== undefined ? { lastVerify: this.lastVerify } : {}),
       ...(this.failedGeneration !== undefined ? { failedGeneration: this.failedGeneration } : {}),
       ...(this.rejectedGeneration !== undefined ? { rejectedGeneration: this.rejectedGeneration } : {}),
       ...(this.retry ? { nextRetryAt: this.retry.at } : {}),
       ...(this.lastAttemptAt !== undefined ? { lastAttemptAt: this.lastAttemptAt } : {}),
       ...(this.lastTimings ? { lastTimings: { ...this.lastTimings } } : {}),
+      ...(this.lastCheck ? { lastCheck: { ...this.lastCheck } } : {}),
     };
   }
 
@@ -255,13 +350,37 @@ export class FrrApplier {
   }
 
   private kick(): void {
-    if (!this.started || this.stopped || this.loop || this.retry || !this.pending) return;
-    this.loop = this.run().finally(() => {
-      this.loop = undefined;
-      this.notifyIdle();
-      this.changed();
-    });
+    if (!this.started || this.stopped || this.loop || this.retry) return;
+    if (!this.pending) {
+      this.scheduleCheck();
+      return;
+    }
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    this.checkTimer = undefined;
+    this.loop = this.run().finally(() => this.loopEnded());
     this.changed();
+  }
+
+  private loopEnded(): void {
+    this.loop = undefined;
+    this.notifyIdle();
+    this.changed();
+    this.kick();
+  }
+
+  /** Arms the lazy whole-config check once nothing else is to be done. */
+  private scheduleCheck(): void {
+    if (!this.unchecked || this.checkTimer || this.checkDelayMs < 0 || this.forceFull) return;
+    const delay = this.checkFailures
+      ? Math.min(this.checkDelayMs * 2 ** this.checkFailures, Math.max(this.maxBackoffMs, this.checkDelayMs))
+      : this.checkDelayMs;
+    this.checkTimer = setTimeout(() => {
+      this.checkTimer = undefined;
+      if (this.stopped || this.loop || this.retry || this.pending || !this.unchecked) return;
+      this.loop = this.fullCheck().finally(() => this.loopEnded());
+      this.changed();
+    }, delay);
+    this.checkTimer.unref();
   }
 
   private async run(): Promise<void> {
@@ -311,51 +430,47 @@ export class FrrApplier {
       this.lastTimings = timings;
       return o;
     };
+    const addDryRun = (ms: number) => (timings.dryRunMs = (timings.dryRunMs ?? 0) + ms);
     try {
-      if (this.lastGood && !this.dirty && job.text === this.lastGood.text) {
+      if (this.lastGood && !this.dirty && !this.resync && job.text === this.lastGood.text) {
         this.succeed(job, this.lastGood.tree, this.mode ?? 'incremental');
         this.counts.unchanged++;
         return finish('applied');
       }
+      const tp = this.now();
       const tree = parseConfig(job.text);
-
-      const td = this.now();
-      const dry = await this.exec.dryRun(job.text);
-      timings.dryRunMs = this.now() - td;
-      if (!dry.ok) {
-        this.counts.rejected++;
-        this.rejectedGeneration = job.generation;
-        this.lastError = maskPasswords(
-          `generation ${job.generation} rejected by FRR's parser (not applied): ${dry.errors.slice(0, 10).join('; ')}`,
-        ).slice(0, MAX_ERROR_CHARS);
-        this.log.error('FRR config rejected by the dry-run parser; keeping the running config', {
-          generation: job.generation,
-          errors: dry.errors.slice(0, 20).map(maskPasswords),
-        });
-        return finish('rejected');
-      }
+      timings.parseMs = this.now() - tp;
 
       let fallback: string | undefined;
-      if (!this.lastGood || this.dirty) {
+      if (this.forceFull) {
+        fallback = 'full mode';
+      } else if (!this.lastGood || this.dirty) {
         fallback = this.lastGood ? 'FRR state unknown after a failed attempt' : 'first apply';
       } else {
-        const diff = diffConfigs(this.lastGood.tree, tree);
+        const tdf = this.now();
+        const diff = diffConfigs(this.lastGood.tree, tree, this.frrLists ? { running: this.frrLists } : {});
+        timings.diffMs = this.now() - tdf;
         if (diff.unsafe.length) {
           fallback = `not incremental: ${diff.unsafe.slice(0, 5).join('; ')}`;
         } else if (diff.changes.length === 0) {
           this.succeed(job, tree, 'incremental');
+          this.frrLists = diff.prefixListsAfter;
           this.counts.unchanged++;
           return finish('applied');
         } else {
+          const script = renderVtyshScript(diff.changes);
+          const td = this.now();
+          const dry = await this.exec.dryRun(script);
+          addDryRun(this.now() - td);
+          if (!dry.ok) return finish(this.reject(job, dry.errors, 'the change script'));
           const ta = this.now();
-          const r = await this.exec.applyScript(renderVtyshScript(diff.changes));
+          const r = await this.exec.applyScript(script);
           timings.applyMs = this.now() - ta;
           if (!r.ok) {
             fallback = `vtysh -f failed: ${summariseOutput(r.output)}`;
           } else {
             const tv = this.now();
-            const running = parseConfig(await this.exec.runningConfig());
-            const problems = verifyRunning(diff, running);
+            const problems = await this.verifyApplied(job, tree, diff);
             timings.verifyMs = this.now() - tv;
             if (problems.length) {
               fallback = `running-config check failed: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`;
@@ -366,8 +481,9 @@ export class FrrApplier {
                 generation: job.generation,
                 mode: 'incremental',
                 commands: diff.changes.length,
-                applyMs: timings.applyMs,
-                verifyMs: timings.verifyMs,
+                verify: this.lastVerify,
+                ...timings,
+                totalMs: this.now() - t0,
               });
               return finish('applied');
             }
@@ -375,21 +491,27 @@ export class FrrApplier {
         }
       }
 
-      if (this.lastGood) {
+      if (this.lastGood && !this.forceFull) {
         this.log.info('FRR full reload', {
           generation: job.generation,
           reason: maskPasswords(fallback ?? ''),
         });
       }
+      const td = this.now();
+      const dry = await this.exec.dryRun(job.text);
+      addDryRun(this.now() - td);
+      if (!dry.ok) return finish(this.reject(job, dry.errors, 'the config'));
+      const previous = this.ownedLists();
       const failure = await this.fullReload(job.text, timings);
       if (!failure) {
         this.succeed(job, tree, 'full');
+        this.afterFullReload(previous);
         this.counts.full++;
         this.log.info('FRR config applied', {
           generation: job.generation,
           mode: 'full',
-          reloadTestMs: timings.reloadTestMs,
-          reloadMs: timings.reloadMs,
+          ...timings,
+          totalMs: this.now() - t0,
         });
         return finish('applied');
       }
@@ -398,6 +520,136 @@ export class FrrApplier {
     } catch (e) {
       await this.fail(job, e instanceof Error ? e.message : String(e));
       return finish('failed');
+    }
+  }
+
+  /** A config (or the script made from it) that FRR's parser rejects: never applied, not retried. */
+  private reject(job: Job, errors: readonly string[], what: string): Outcome {
+    this.counts.rejected++;
+    this.rejectedGeneration = job.generation;
+    this.lastError = maskPasswords(
+      `generation ${job.generation} rejected by FRR's parser (not applied): ${errors.slice(0, 10).join('; ')}`,
+    ).slice(0, MAX_ERROR_CHARS);
+    this.log.error(`FRR config rejected by the dry-run parser (${what}); keeping the running config`, {
+      generation: job.generation,
+      errors: errors.slice(0, 20).map(maskPasswords),
+    });
+    return 'rejected';
+  }
+
+  /**
+   * The check right after an incremental apply. Only prefix-list entries and `network` lines:
+   * targeted entry checks, the whole config later. Anything else: `show running-config` now,
+   * compared with the whole config (which also covers what earlier applies left unchecked).
+   */
+  private async verifyApplied(job: Job, tree: ConfigTree, diff: ConfigDiff): Promise<string[]> {
+    const unchecked = this.withChanges(this.unchecked, diff);
+    const cmds =
+      diff.entriesOnly && diff.entryChecks.length <= this.maxEntryChecks
+        ? entryCheckCommands(diff.entryChecks)
+        : null;
+    if (cmds) {
+      const problems = cmds.length ? verifyEntryChecks(diff.entryChecks, await this.exec.show(cmds)) : [];
+      if (!problems.length) {
+        this.lastVerify = 'entries';
+        this.frrLists = diff.prefixListsAfter;
+        this.unchecked = unchecked;
+      }
+      return problems;
+    }
+    const running = parseConfig(await this.exec.runningConfig());
+    const problems = verifyFull(tree, running, unchecked);
+    if (!problems.length) {
+      this.lastVerify = 'running-config';
+      this.frrLists = prefixListEntries(running);
+      this.unchecked = undefined;
+      this.verifiedGeneration = job.generation;
+      this.checkFailures = 0;
+    }
+    return problems;
+  }
+
+  /** What a lazy check must confirm once `diff` is applied too. */
+  private withChanges(base: Unchecked | undefined, diff: ConfigDiff): Unchecked {
+    const absent = [...(base?.absent ?? [])];
+    if (absent.length < MAX_ABSENT)
+      for (const p of diff.expectAbsent) if (!isPrefixListEntryPath(p)) absent.push(p);
+    const goneLists = new Set(base?.goneLists ?? []);
+    for (const [name, set] of diff.expectPrefixListSets) if (set.size === 0) goneLists.add(name);
+    return { absent, goneLists };
+  }
+
+  /** Prefix-lists FRR may have from us: those of the last applied config and those we know of. */
+  private ownedLists(): Set<string> {
+    const names = this.lastGood ? prefixListNames(this.lastGood.tree) : new Set<string>();
+    for (const l of this.frrLists ?? []) names.add(/^(\S+ prefix-list \S+)/.exec(l)?.[1] ?? l);
+    return names;
+  }
+
+  /** frr-reload.py made FRR's lists those of lastGood; the lazy check confirms it (not in full mode). */
+  private afterFullReload(previous: Set<string>): void {
+    this.frrLists = undefined;
+    this.resync = false;
+    if (this.forceFull) {
+      this.unchecked = undefined;
+      return;
+    }
+    const now = this.lastGood ? prefixListNames(this.lastGood.tree) : new Set<string>();
+    this.unchecked = { absent: [], goneLists: new Set([...previous].filter((n) => !now.has(n))) };
+  }
+
+  /**
+   * The lazy check: `show running-config`, compared with the whole last applied config. On a
+   * difference the config is applied again: incrementally from FRR's real prefix-lists when they
+   * are all that differs, otherwise (dirty) as a full reload.
+   */
+  private async fullCheck(): Promise<void> {
+    const good = this.lastGood;
+    const unchecked = this.unchecked;
+    if (!good || !unchecked) return;
+    const ac = new AbortController();
+    this.checkAbort = ac;
+    const t0 = this.now();
+    try {
+      const running = parseConfig(await this.exec.runningConfig(ac.signal));
+      if (ac.signal.aborted) return;
+      const problems = verifyFull(good.tree, running, unchecked);
+      this.lastCheck = { at: this.now(), durationMs: this.now() - t0, ok: problems.length === 0 };
+      this.frrLists = prefixListEntries(running);
+      if (!problems.length) {
+        this.checks.ok++;
+        this.checkFailures = 0;
+        this.unchecked = undefined;
+        this.verifiedGeneration = good.generation;
+        this.log.debug('FRR running config checked', {
+          generation: good.generation,
+          ms: this.lastCheck.durationMs,
+        });
+        return;
+      }
+      this.checks.failed++;
+      this.checkFailures++;
+      const onlyLists = problems.every((p) => PL_PROBLEM.test(p));
+      if (!onlyLists) this.dirty = true;
+      else this.resync = true;
+      this.lastError = maskPasswords(
+        `running config differs from generation ${good.generation}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`,
+      ).slice(0, MAX_ERROR_CHARS);
+      this.log.warn('FRR running config differs from the applied one; applying it again', {
+        generation: good.generation,
+        how: onlyLists ? 'incremental, from FRR prefix-lists' : 'full reload',
+        problems: problems.slice(0, 20),
+      });
+      if (!this.pending) this.pending = { generation: good.generation, text: good.text };
+    } catch (e) {
+      if (ac.signal.aborted || isAbort(e)) return;
+      this.checkFailures++;
+      this.lastCheck = { at: this.now(), durationMs: this.now() - t0, ok: false };
+      this.log.warn('FRR running config check could not run', {
+        error: e instanceof Error ? e.message : String(e),
+      });
+    } finally {
+      this.checkAbort = undefined;
     }
   }
 
@@ -417,6 +669,7 @@ export class FrrApplier {
   private succeed(job: Job, tree: ConfigTree, mode: ApplyMode): void {
     this.lastGood = { generation: job.generation, text: job.text, tree };
     this.dirty = false;
+    this.resync = false;
     this.mode = mode;
     this.lastAppliedAt = this.now();
     this.lastError = undefined;
@@ -431,9 +684,11 @@ export class FrrApplier {
     let message = `generation ${job.generation} failed: ${reason}`;
     if (this.lastGood) {
       try {
+        const previous = this.ownedLists();
         const r = await this.exec.reload(this.lastGood.text);
         if (r.ok) {
           this.dirty = false;
+          this.afterFullReload(previous);
           message += `; kept generation ${this.lastGood.generation}`;
         } else {
           this.dirty = true;

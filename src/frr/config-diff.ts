@@ -6,8 +6,7 @@
  * Order of the commands (one vtysh run applies all of them):
  *   1. top-level lines (log, debug, hostname, nht, …): removals, then additions;
  *   2. `bfd` profiles that are new or changed;
- *   3. prefix-list entries of lists that still exist, in an order that never hits FRR's silent
- *      duplicate check (see orderPrefixList);
+ *   3. prefix-list entries of lists that still exist (see "Prefix-lists" below);
  *   4. route-map entries that are new or changed (an action change is done in place: FRR
  *      changes `permit` to `deny` when the entry is entered with the other action);
  *   5. routers that are new or changed: `no neighbor X` for neighbors that disappear, other
@@ -16,6 +15,16 @@
  *      prefix-lists and BFD profiles that disappear.
  * So whatever a router refers to exists before the router uses it, and is removed only after the
  * router stopped using it.
+ *
+ * Prefix-lists. The renderer numbers entries 1, 2, 3… in sorted order (spec e.1), so one Service
+ * that sorts early renumbers every later entry. What FRR runs need not use those numbers: in a list
+ * whose entries are all `permit` (or that is a single `deny any`) order does not matter, so such
+ * lists are diffed as SETS of (action, prefix): entries that go are removed by the sequence number
+ * FRR actually has, new ones get fresh numbers above FRR's highest one. A change then costs the
+ * same wherever the prefix sorts. Other list shapes keep the positional diff (orderPrefixList).
+ * FRR's actual entries come from the caller (`DiffOptions.running`: parsed `show running-config`,
+ * or what the previous diff predicted, `ConfigDiff.prefixListsAfter`); without them the entries of
+ * `from` are taken as FRR's.
  *
  * A setting that merely changes value ("keyed" lines such as `neighbor X timers 3 9`,
  * `neighbor X route-map M out`, `set community …`, `ip prefix-list L seq 3 …`) is replaced by
@@ -32,6 +41,7 @@
  */
 import {
   canonicalAddresses,
+  canonicalToken,
   contextKindOf,
   maskPasswords,
   walkPaths,
@@ -61,6 +71,43 @@ export interface ConfigDiff {
   readonly expectPresent: readonly (readonly string[])[];
   /** Paths that must not be in the running config afterwards. */
   readonly expectAbsent: readonly (readonly string[])[];
+  /**
+   * Prefix-lists diffed as sets: list (`ip prefix-list NAME`) -> the entries it must hold
+   * afterwards as canonical `permit P` / `deny any`, whatever their sequence numbers. An empty set:
+   * the list must not exist.
+   */
+  readonly expectPrefixListSets: ReadonlyMap<string, ReadonlySet<string>>;
+  /** One check per prefix-list sequence number the changes touch (see entryCheckCommands). */
+  readonly entryChecks: readonly EntryCheck[];
+  /**
+   * Every change is a prefix-list entry or a `network` line. vtysh reports a rejected `network`
+   * line itself; what FRR can get wrong silently (a prefix-list entry dropped as a duplicate) is
+   * covered by entryChecks, so the whole `show running-config` can wait.
+   */
+  readonly entriesOnly: boolean;
+  /**
+   * FRR's prefix-list entries (the lists this diff is about) once the changes are applied: pass
+   * them as DiffOptions.running to the next diff.
+   */
+  readonly prefixListsAfter: readonly string[];
+}
+
+export interface DiffOptions {
+  /**
+   * FRR's actual prefix-list entries (`ip|ipv6 prefix-list NAME seq N …` lines, as `show
+   * running-config` prints them or as ConfigDiff.prefixListsAfter predicted them). Only lists
+   * named in `from` or `to` are looked at: lists someone else made are left alone.
+   */
+  readonly running?: readonly string[];
+}
+
+/** A prefix-list sequence number and what it must hold after the changes. */
+export interface EntryCheck {
+  readonly family: 'ip' | 'ipv6';
+  readonly list: string;
+  readonly seq: number;
+  /** Canonical `permit P` / `deny any`, or null when nothing may be at this number. */
+  readonly expect: string | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,8 +349,11 @@ function serialise(node: ConfigNode): string {
   return [...walkPaths(node)].map((p) => p.join('\n')).join('\n\n');
 }
 
-/** Computes the changes that turn the config `from` into the config `to`. */
-export function diffConfigs(from: ConfigTree, to: ConfigTree): ConfigDiff {
+/**
+ * Computes the changes that turn the config `from` into the config `to`; prefix-lists are diffed
+ * against FRR's actual entries when `opts.running` gives them.
+ */
+export function diffConfigs(from: ConfigTree, to: ConfigTree, opts: DiffOptions = {}): ConfigDiff {
   const b = new DiffBuilder();
   for (const [name, t] of [
     ['current', from],
@@ -327,7 +377,15 @@ export function diffConfigs(from: ConfigTree, to: ConfigTree): ConfigDiff {
   const lateBfd = diffBfd(b, from.root.children.get('bfd'), to.root.children.get('bfd'));
 
   // 3. Prefix-lists.
-  const latePl = diffPrefixLists(b, leafTexts(from.root).filter(isEntry), leafTexts(to.root).filter(isEntry));
+  const toEntries = leafTexts(to.root).filter(isEntry);
+  // FRR's side, normalised once (what FRR prints; prefixListsAfter reuses these lines as they are).
+  let fromEntries = leafTexts(from.root).filter(isEntry);
+  if (opts.running) {
+    const owned = new Set([...fromEntries, ...toEntries].map(listNameOf));
+    fromEntries = opts.running.filter((l) => isEntry(l) && owned.has(listNameOf(l)));
+  }
+  fromEntries = fromEntries.map(normaliseEntry);
+  const pl = diffPrefixLists(b, fromEntries, toEntries);
 
   // 4. Route-maps.
   const lateRm = diffRouteMaps(
@@ -344,14 +402,31 @@ export function diffConfigs(from: ConfigTree, to: ConfigTree): ConfigDiff {
   );
 
   // 6. Removals of whole things: routers, then what they referred to.
-  b.push(...lateRouters, ...lateRm, ...latePl, ...lateBfd);
+  b.push(...lateRouters, ...lateRm, ...pl.late, ...lateBfd);
 
   return {
     changes: b.changes,
     unsafe: b.unsafe,
     expectPresent: b.expectPresent,
     expectAbsent: b.expectAbsent,
+    expectPrefixListSets: pl.sets,
+    entryChecks: pl.checks,
+    entriesOnly: b.changes.every(isEntryChange),
+    prefixListsAfter: pl.after,
   };
+}
+
+const NETWORK_LINE = /^(?:no )?network \S+$/;
+
+function isEntryChange(c: ConfigChange): boolean {
+  if (c.op === 'enter') return false;
+  if (c.context.length === 0) return PREFIX_LIST_ENTRY.test(stripNo(c.command));
+  return (
+    c.context.length === 2 &&
+    ROUTER_HEADER.test(c.context[0]!) &&
+    /^address-family (?:ipv4|ipv6) unicast$/.test(c.context[1]!) &&
+    NETWORK_LINE.test(c.command)
+  );
 }
 
 function filtered(node: ConfigNode, keep: (line: string) => boolean): ConfigNode {
@@ -401,7 +476,40 @@ export interface PlEntry {
   line: string;
   /** What FRR's duplicate check compares: the prefix with ge/le (the action is ignored here). */
   dupKey: string;
+  /** The entry as a set member: canonical `ACTION PREFIX [ge N] [le N]` (default: from `line`). */
+  key?: string;
 }
+
+const MAX_SEQ = 4_294_967_295;
+
+/** `ip prefix-list NAME` of an entry line. */
+function listNameOf(line: string): string {
+  const m = /^((?:ip|ipv6) prefix-list \S+) /.exec(line);
+  return m ? m[1]! : line;
+}
+
+/** An entry as FRR prints it: whitespace collapsed, IPv6 in canonical form. */
+function normaliseEntry(line: string): string {
+  const l = line.trim().replace(/\s+/g, ' ');
+  const m = PREFIX_LIST_ENTRY.exec(l);
+  return m
+    ? `${m[1]} prefix-list ${m[2]} seq ${m[3]} ${m[4]} ${canonicalPrefix(m[5]!)}`
+    : canonicalAddresses(l);
+}
+
+/** `P [ge N] [le N]` with P in canonical form. */
+function canonicalPrefix(p: string): string {
+  const i = p.indexOf(' ');
+  return i < 0 ? canonicalToken(p) : `${canonicalToken(p.slice(0, i))}${p.slice(i)}`;
+}
+
+/** The entry's set key: canonical `ACTION PREFIX [ge N] [le N]`. */
+function entryKey(line: string): string {
+  const m = PREFIX_LIST_ENTRY.exec(line)!;
+  return `${m[4]} ${canonicalPrefix(m[5]!)}`;
+}
+
+const keyOf = (e: PlEntry) => e.key ?? entryKey(e.line);
 
 function groupPrefixLists(lines: string[]): Map<string, Map<number, PlEntry>> {
   const lists = new Map<string, Map<number, PlEntry>>();
@@ -416,18 +524,46 @@ function groupPrefixLists(lines: string[]): Map<string, Map<number, PlEntry>> {
       list.set(-seq, { seq: -seq, line, dupKey: `\u0000${seq}` });
       continue;
     }
-    list.set(seq, { seq, line, dupKey: m[5]! });
+    const prefix = canonicalPrefix(m[5]!);
+    list.set(seq, { seq, line, dupKey: prefix, key: `${m[4]} ${prefix}` });
   }
   return lists;
 }
 
-function diffPrefixLists(b: DiffBuilder, fromLines: string[], toLines: string[]): ConfigChange[] {
-  const late: ConfigChange[] = [];
+/**
+ * A list whose order does not matter: only `permit` entries, or a single `deny any` (what the
+ * renderer writes for a neighbour with nothing to announce), or nothing at all.
+ */
+export function isSetShaped(entries: Iterable<PlEntry>): boolean {
+  const keys = [...entries].map(keyOf);
+  if (keys.length === 1 && keys[0] === 'deny any') return true;
+  return keys.every((k) => k.startsWith('permit '));
+}
+
+interface PlDiff {
+  /** Removals of whole lists (after the route-maps stopped using them). */
+  late: ConfigChange[];
+  sets: Map<string, Set<string>>;
+  checks: EntryCheck[];
+  after: string[];
+}
+
+function checkOf(name: string, seq: number, expect: string | null): EntryCheck {
+  const m = /^(ip|ipv6) prefix-list (\S+)$/.exec(name)!;
+  return { family: m[1] as 'ip' | 'ipv6', list: m[2]!, seq, expect };
+}
+
+function diffPrefixLists(b: DiffBuilder, fromLines: string[], toLines: string[]): PlDiff {
+  const out: PlDiff = { late: [], sets: new Map(), checks: [], after: [] };
   const from = groupPrefixLists(fromLines);
   const to = groupPrefixLists(toLines);
+  const keepAsIs = (name: string) => {
+    for (const e of from.get(name)?.values() ?? []) if (e.seq > 0) out.after.push(e.line);
+  };
   for (const [name, list] of to) {
     if ([...list.keys()].some((s) => s < 0)) {
       b.refuse([], `${name}: one sequence number used twice`);
+      keepAsIs(name);
       continue;
     }
     const keys = new Set<string>();
@@ -438,28 +574,105 @@ function diffPrefixLists(b: DiffBuilder, fromLines: string[], toLines: string[])
     }
     if (dup) {
       b.refuse([], `${name}: the same prefix twice (FRR would silently drop one)`);
+      keepAsIs(name);
       continue;
     }
     const prev = from.get(name) ?? new Map<number, PlEntry>();
     if ([...prev.keys()].some((s) => s < 0)) {
       b.refuse([], `${name}: one sequence number used twice in the current config`);
+      keepAsIs(name);
       continue;
     }
-    for (const e of prev.values()) {
-      const n = list.get(e.seq);
-      if (!n || n.line !== e.line) b.expectAbsent.push([e.line]);
-    }
-    for (const e of list.values()) {
-      if (prev.get(e.seq)?.line !== e.line) b.expectPresent.push([e.line]);
-    }
-    b.push(...orderPrefixList(prev, list));
+    if (isSetShaped(prev.values()) && isSetShaped(list.values()))
+      diffPrefixListAsSet(b, out, name, prev, list);
+    else diffPrefixListByPosition(b, out, name, prev, list);
   }
   for (const [name, list] of from) {
     if (to.has(name)) continue;
     for (const e of list.values()) if (e.seq > 0) b.expectAbsent.push([e.line]);
-    late.push({ context: [], op: 'delete', command: `no ${name}` });
+    out.sets.set(name, new Set());
+    out.late.push({ context: [], op: 'delete', command: `no ${name}` });
   }
-  return late;
+  return out;
+}
+
+/**
+ * Order does not matter on either side: remove the entries that go (by the number FRR has), then
+ * add the new ones under fresh numbers above FRR's highest (or, should that run out, the lowest
+ * free ones). Removing first also keeps FRR's silent duplicate check out of the way when a prefix
+ * changes its action (`deny any` -> `permit …`).
+ */
+function diffPrefixListAsSet(
+  b: DiffBuilder,
+  out: PlDiff,
+  name: string,
+  prev: Map<number, PlEntry>,
+  list: Map<number, PlEntry>,
+): void {
+  const want = new Map<string, PlEntry>();
+  for (const e of list.values()) want.set(keyOf(e), e);
+  const have = new Map<string, PlEntry>();
+  for (const e of prev.values()) have.set(keyOf(e), e);
+  const removed = [...prev.values()].filter((e) => !want.has(keyOf(e))).sort((x, y) => y.seq - x.seq);
+  const added = [...list.values()].filter((e) => !have.has(keyOf(e))).sort((x, y) => x.seq - y.seq);
+  out.sets.set(name, new Set(want.keys()));
+  const keptSeqs = new Set([...prev.values()].filter((e) => want.has(keyOf(e))).map((e) => e.seq));
+  for (const e of prev.values()) if (keptSeqs.has(e.seq)) out.after.push(e.line);
+  for (const e of removed) {
+    b.push({ context: [], op: 'delete', command: `no ${e.line}` });
+    out.checks.push(checkOf(name, e.seq, null));
+  }
+  let top = 0;
+  for (const seq of prev.keys()) top = Math.max(top, seq);
+  let next = top + 1;
+  const useGaps = top + added.length > MAX_SEQ;
+  const taken = new Set(keptSeqs);
+  const fresh = (): number => {
+    if (!useGaps) return next++;
+    if (next > top) next = 1;
+    while (taken.has(next)) next++;
+    taken.add(next);
+    return next;
+  };
+  for (const e of added) {
+    const seq = fresh();
+    const m = PREFIX_LIST_ENTRY.exec(e.line)!;
+    const line = `${m[1]} prefix-list ${m[2]} seq ${seq} ${m[4]} ${m[5]}`;
+    b.push({ context: [], op: 'add', command: line });
+    out.checks.push(checkOf(name, seq, keyOf(e)));
+    out.after.push(normaliseEntry(line));
+  }
+  // A number both freed and reused would be checked twice with different expectations.
+  const last = new Map<number, EntryCheck>();
+  for (const c of out.checks) if (`${c.family} prefix-list ${c.list}` === name) last.set(c.seq, c);
+  out.checks = out.checks.filter(
+    (c) => `${c.family} prefix-list ${c.list}` !== name || last.get(c.seq) === c,
+  );
+}
+
+function diffPrefixListByPosition(
+  b: DiffBuilder,
+  out: PlDiff,
+  name: string,
+  prev: Map<number, PlEntry>,
+  list: Map<number, PlEntry>,
+): void {
+  for (const e of prev.values()) {
+    const n = list.get(e.seq);
+    if (!n || keyOf(n) !== keyOf(e)) {
+      b.expectAbsent.push([e.line]);
+      out.checks.push(checkOf(name, e.seq, n ? keyOf(n) : null));
+    }
+  }
+  for (const e of list.values()) {
+    const p = prev.get(e.seq);
+    if (!p || keyOf(p) !== keyOf(e)) {
+      b.expectPresent.push([e.line]);
+      if (!p) out.checks.push(checkOf(name, e.seq, keyOf(e)));
+    }
+    out.after.push(normaliseEntry(e.line));
+  }
+  b.push(...orderPrefixList(prev, list));
 }
 
 /**
@@ -827,11 +1040,15 @@ function canonicalPaths(path: readonly string[]): string[] | null {
   return forms.map((f) => [...ctx, canonicalAddresses(f)].join(SEP));
 }
 
+/** What verifyRunning checks: a diff's expectations. */
+export type Expectations = Pick<ConfigDiff, 'expectPresent' | 'expectAbsent' | 'expectPrefixListSets'>;
+
 /**
  * Checks a running config against what a diff was meant to do. Returns one (masked) message per
- * expected line that is missing or per removed line that is still there; empty = as expected.
+ * expected line that is missing or per removed line that is still there, and per prefix-list
+ * diffed as a set whose entries (compared as sets, numbers ignored) differ; empty = as expected.
  */
-export function verifyRunning(diff: ConfigDiff, running: ConfigTree): string[] {
+export function verifyRunning(diff: Expectations, running: ConfigTree): string[] {
   const have = new Set<string>();
   for (const p of walkPaths(running.root)) have.add(p.map(canonicalAddresses).join(SEP));
   const problems: string[] = [];
@@ -845,6 +1062,202 @@ export function verifyRunning(diff: ConfigDiff, running: ConfigTree): string[] {
   for (const path of diff.expectAbsent) {
     for (const k of canonicalPaths(path) ?? []) {
       if (have.has(k) && !wanted.has(k)) problems.push(`still present: ${k.split(SEP).join(' > ')}`);
+    }
+  }
+  if (diff.expectPrefixListSets.size) {
+    const lists = prefixListSets(leafTexts(running.root).filter((l) => PREFIX_LIST_ENTRY.test(l)));
+    for (const [name, want] of diff.expectPrefixListSets) {
+      const got = lists.get(name) ?? new Set<string>();
+      const missing = [...want].filter((k) => !got.has(k));
+      const extra = [...got].filter((k) => !want.has(k));
+      const some = (xs: string[]) =>
+        `${xs.slice(0, 5).join(', ')}${xs.length > 5 ? ` (+${xs.length - 5} more)` : ''}`;
+      if (missing.length) problems.push(`missing from ${name}: ${some(missing)}`);
+      if (extra.length) problems.push(`still in ${name}: ${some(extra)}`);
+    }
+  }
+  return problems.map(maskPasswords);
+}
+
+/** Entries of each list as set keys (canonical `permit P`). */
+function prefixListSets(lines: readonly string[]): Map<string, Set<string>> {
+  const lists = new Map<string, Set<string>>();
+  for (const l of lines) {
+    const name = listNameOf(l);
+    let set = lists.get(name);
+    if (!set) lists.set(name, (set = new Set()));
+    set.add(entryKey(l));
+  }
+  return lists;
+}
+
+/** The prefix-list entry lines at the top of a config tree (e.g. a parsed `show running-config`). */
+export function prefixListEntries(tree: ConfigTree): string[] {
+  return leafTexts(tree.root)
+    .filter((l) => PREFIX_LIST_ENTRY.test(l))
+    .map(normaliseEntry);
+}
+
+/** A path that is one prefix-list entry (verifyFull compares prefix-lists as wholes). */
+export function isPrefixListEntryPath(path: readonly string[]): boolean {
+  return path.length === 1 && PREFIX_LIST_ENTRY.test(path[0]!);
+}
+
+/** `ip prefix-list NAME` of every prefix-list in a config tree. */
+export function prefixListNames(tree: ConfigTree): Set<string> {
+  return new Set(
+    leafTexts(tree.root)
+      .filter((l) => PREFIX_LIST_ENTRY.test(l))
+      .map(listNameOf),
+  );
+}
+
+const EMPTY: ConfigTree = { root: { text: '', kind: 'root', children: new Map(), lineNo: 0 }, problems: [] };
+
+/**
+ * Checks that FRR runs all of `desired`: every line (FRR's known rewrites normalised), every
+ * prefix-list with exactly its entries (as sets for the lists that are diffed as sets, numbers
+ * included for the others); plus what must be gone: `absent` paths (e.g. the expectAbsent of the
+ * diffs applied since the last check, prefix-list entries left out) and lists in `goneLists` that
+ * `desired` does not have. Empty = FRR runs it.
+ */
+export function verifyFull(
+  desired: ConfigTree,
+  running: ConfigTree,
+  also: { absent?: readonly (readonly string[])[]; goneLists?: Iterable<string> } = {},
+): string[] {
+  const d = diffConfigs(EMPTY, desired);
+  const sets = new Map(d.expectPrefixListSets);
+  const have = prefixListNames(desired);
+  for (const name of also.goneLists ?? []) if (!have.has(name)) sets.set(name, new Set());
+  const problems = verifyRunning(
+    {
+      expectPresent: d.expectPresent,
+      expectAbsent: (also.absent ?? []).filter((p) => !isPrefixListEntryPath(p)),
+      expectPrefixListSets: sets,
+    },
+    running,
+  );
+  // Lists whose order matters: exactly the rendered entries, numbers included.
+  const wantLines = new Set(prefixListEntries(desired));
+  for (const l of prefixListEntries(running)) {
+    const name = listNameOf(l);
+    if (have.has(name) && !sets.has(name) && !wantLines.has(l))
+      problems.push(maskPasswords(`still in ${name}: ${l}`));
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targeted check of prefix-list entries (instead of a whole `show running-config`)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The vtysh commands that show each checked sequence number (`show ip prefix-list NAME seq N
+ * json`: one JSON object per daemon that has prefix-lists, naming the list), or null when their
+ * output could not be told apart (one name used in both families) or read (ge/le entries).
+ */
+export function entryCheckCommands(checks: readonly EntryCheck[]): string[] | null {
+  const family = new Map<string, string>();
+  for (const c of checks) {
+    if ((family.get(c.list) ?? c.family) !== c.family) return null;
+    family.set(c.list, c.family);
+    if (c.expect && / ge \d+/.test(c.expect)) return null;
+  }
+  return checks.map((c) => `show ${c.family} prefix-list ${c.list} seq ${c.seq} json`);
+}
+
+/** Top-level JSON values of a text that holds several one after another (vtysh, one per daemon). */
+export function splitJsonObjects(text: string): unknown[] {
+  const out: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (inString) {
+      if (ch === '\\') i++;
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    if (ch === '"') inString = true;
+    else if (ch === '{' || ch === '[') {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (ch === '}' || ch === ']') {
+      depth--;
+      if (depth === 0 && start >= 0) {
+        out.push(JSON.parse(text.slice(start, i + 1)));
+        start = -1;
+      }
+    } else if (depth === 0 && !/\s/.test(ch)) {
+      throw new Error(`unexpected output: ${text.slice(i, i + 80).split('\n')[0]}`);
+    }
+  }
+  if (depth !== 0) throw new Error('unexpected output: unbalanced JSON');
+  return out;
+}
+
+interface ShownEntry {
+  sequenceNumber?: number;
+  type?: string;
+  prefix?: string;
+  maximumPrefixLength?: number;
+}
+
+/**
+ * `permit P [le N]` / `deny any` from one entry of FRR's JSON (8.4 shows `any` as the zero prefix
+ * with `maximumPrefixLength` 32 or 128, and `le N` as `maximumPrefixLength`).
+ */
+function shownKey(e: ShownEntry): string {
+  const p = String(e.prefix ?? '');
+  const le = e.maximumPrefixLength;
+  if (p === 'any' || (p === '0.0.0.0/0' && le === 32) || (p === '::/0' && le === 128)) return `${e.type} any`;
+  return canonicalAddresses(`${e.type} ${p}${le !== undefined ? ` le ${le}` : ''}`);
+}
+
+/**
+ * Reads the output of entryCheckCommands: every daemon that answered for a list must hold exactly
+ * the expected entry at each checked number (or nothing there). Returns the problems.
+ */
+export function verifyEntryChecks(checks: readonly EntryCheck[], output: string): string[] {
+  let objects: unknown[];
+  try {
+    objects = splitJsonObjects(output);
+  } catch (e) {
+    return [e instanceof Error ? e.message : String(e)];
+  }
+  // daemon -> list -> seq -> key
+  const seen = new Map<string, Map<string, Map<number, string>>>();
+  for (const o of objects) {
+    if (!o || typeof o !== 'object' || Array.isArray(o)) continue;
+    for (const [daemon, lists] of Object.entries(o as Record<string, unknown>)) {
+      if (!lists || typeof lists !== 'object') continue;
+      let d = seen.get(daemon);
+      if (!d) seen.set(daemon, (d = new Map<string, Map<number, string>>()));
+      for (const [list, body] of Object.entries(lists as Record<string, { entries?: ShownEntry[] }>)) {
+        let l = d.get(list);
+        if (!l) d.set(list, (l = new Map<number, string>()));
+        for (const e of body?.entries ?? [])
+          if (typeof e.sequenceNumber === 'number') l.set(e.sequenceNumber, shownKey(e));
+      }
+    }
+  }
+  const problems: string[] = [];
+  for (const c of checks) {
+    const name = `${c.family} prefix-list ${c.list} seq ${c.seq}`;
+    const answers = [...seen].filter(([, lists]) => lists.has(c.list));
+    if (c.expect === null) {
+      for (const [daemon, lists] of answers) {
+        const got = lists.get(c.list)!.get(c.seq);
+        if (got !== undefined) problems.push(`still present in ${daemon}: ${name} ${got}`);
+      }
+      continue;
+    }
+    if (answers.length === 0) problems.push(`missing: ${name} ${c.expect} (no daemon shows ${c.list})`);
+    for (const [daemon, lists] of answers) {
+      const got = lists.get(c.list)!.get(c.seq);
+      if (got !== c.expect) problems.push(`${daemon}: ${name} is ${got ?? 'missing'}, want ${c.expect}`);
     }
   }
   return problems.map(maskPasswords);

@@ -227,17 +227,39 @@ export function* walkPaths(node: ConfigNode, prefix: readonly string[] = []): Ge
  * such as `2001:db8::1-out` stay as they are.
  */
 export function canonicalAddresses(line: string): string {
-  return line
-    .split(' ')
-    .map((tok) => {
-      const m = /^([0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(\/\d{1,3})?$/.exec(tok);
-      if (!m) return tok;
-      try {
-        const host = new URL(`http://[${m[1]}]/`).hostname;
-        return `${host.slice(1, -1)}${m[2] ?? ''}`;
-      } catch {
-        return tok;
-      }
-    })
-    .join(' ');
+  if (!line.includes(':')) return line;
+  const hit = lineCache.get(line);
+  if (hit !== undefined) return hit;
+  const out = line.split(' ').map(canonicalToken).join(' ');
+  if (lineCache.size >= CACHE_MAX) lineCache.clear();
+  lineCache.set(line, out);
+  return out;
+}
+
+/**
+ * Lines and tokens seen before: the same prefixes come back on every apply and every check, and
+ * the URL parser is slow. Each cache is cleared when it grows large.
+ */
+const CACHE_MAX = 200_000;
+const lineCache = new Map<string, string>();
+const tokenCache = new Map<string, string>();
+
+/** canonicalAddresses for one token (an address or address/length; anything else is returned as is). */
+export function canonicalToken(tok: string): string {
+  if (!tok.includes(':')) return tok;
+  const hit = tokenCache.get(tok);
+  if (hit !== undefined) return hit;
+  const m = /^([0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)(\/\d{1,3})?$/.exec(tok);
+  let out = tok;
+  if (m) {
+    try {
+      const host = new URL(`http://[${m[1]}]/`).hostname;
+      out = `${host.slice(1, -1)}${m[2] ?? ''}`;
+    } catch {
+      out = tok;
+    }
+  }
+  if (tokenCache.size >= CACHE_MAX) tokenCache.clear();
+  tokenCache.set(tok, out);
+  return out;
 }

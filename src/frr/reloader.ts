@@ -9,13 +9,19 @@
  * For upstream compatibility it also writes its PID to `reloader.pid` in the same directory (the
  * upstream speaker sends SIGHUP to that PID after writing); `rescan()` is what SIGHUP triggers.
  * A periodic re-read (default every 30 s) covers a missed file-system event.
+ *
+ * Environment (read when the matching option is not given):
+ * - IRONLB_FRR_APPLY_MODE=full: every apply through frr-reload.py (upstream's way, for
+ *   comparisons); `auto` (default) applies diffs incrementally.
+ * - IRONLB_FRR_RELOAD_TIMEOUT_MS: bound of one frr-reload.py run (default 900 000; FRR 8.4 needs
+ *   much longer to load prefix-lists of many thousand entries).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { FrrApplier, type FrrApplyStatus, type FrrExecutor } from './apply.js';
-import { VtyshExecutor } from './vtysh.js';
+import { VtyshExecutor, type VtyshExecutorOptions } from './vtysh.js';
 import type { Logger } from '../util/log.js';
 
 export const DEFAULT_CONFIG_FILE = 'frr.conf';
@@ -46,6 +52,29 @@ export interface ReloaderOptions {
   readonly resyncMs?: number;
   readonly initialBackoffMs?: number;
   readonly maxBackoffMs?: number;
+  /** `full`: every apply through frr-reload.py (default: env IRONLB_FRR_APPLY_MODE, else `auto`). */
+  readonly mode?: 'auto' | 'full';
+  /** Bounds of the vtysh / frr-reload.py runs (reloadMs default: env IRONLB_FRR_RELOAD_TIMEOUT_MS). */
+  readonly timeouts?: VtyshExecutorOptions['timeouts'];
+  /** Quiet time before the lazy `show running-config` check (see FrrApplierOptions). */
+  readonly checkDelayMs?: number;
+}
+
+/** The apply mode from IRONLB_FRR_APPLY_MODE (`full`, or `auto` / `incremental` / unset). */
+export function applyModeFromEnv(env: NodeJS.ProcessEnv = process.env): 'auto' | 'full' {
+  const v = (env.IRONLB_FRR_APPLY_MODE ?? '').trim().toLowerCase();
+  if (v === 'full') return 'full';
+  if (v === '' || v === 'auto' || v === 'incremental') return 'auto';
+  throw new Error(`IRONLB_FRR_APPLY_MODE must be auto or full, not ${JSON.stringify(v)}`);
+}
+
+function reloadTimeoutFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.IRONLB_FRR_RELOAD_TIMEOUT_MS;
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new Error('IRONLB_FRR_RELOAD_TIMEOUT_MS must be a positive integer');
+  return n;
 }
 
 /** What the status file holds (JSON). Times are Unix milliseconds. */
@@ -92,16 +121,22 @@ export class FrrReloader {
     this.statusPath = join(this.dir, opts.statusFile ?? DEFAULT_STATUS_FILE);
     this.pidPath = opts.pidFile === null ? null : (opts.pidFile ?? join(this.dir, DEFAULT_PID_FILE));
     this.log = opts.log;
+    const reloadMs = opts.timeouts?.reloadMs ?? reloadTimeoutFromEnv();
+    const timeouts = { ...(opts.timeouts ?? {}), ...(reloadMs !== undefined ? { reloadMs } : {}) };
     const executor =
       opts.executor ??
       new VtyshExecutor({
         ...(opts.pathspace !== undefined ? { pathspace: opts.pathspace } : {}),
         ...(opts.vtysh !== undefined ? { vtysh: opts.vtysh } : {}),
         ...(opts.frrReload !== undefined ? { frrReload: opts.frrReload } : {}),
+        timeouts,
       });
+    const mode = opts.mode ?? applyModeFromEnv();
     this.applier = new FrrApplier({
       executor,
       log: opts.log,
+      mode,
+      ...(opts.checkDelayMs !== undefined ? { checkDelayMs: opts.checkDelayMs } : {}),
       ...(opts.initialBackoffMs !== undefined ? { initialBackoffMs: opts.initialBackoffMs } : {}),
       ...(opts.maxBackoffMs !== undefined ? { maxBackoffMs: opts.maxBackoffMs } : {}),
       onStatus: () => this.scheduleStatusWrite(),
@@ -145,7 +180,11 @@ export class FrrReloader {
       this.resync.unref();
     }
     this.scheduleStatusWrite();
-    this.log.info('FRR reloader started', { config: this.configPath, status: this.statusPath });
+    this.log.info('FRR reloader started', {
+      config: this.configPath,
+      status: this.statusPath,
+      mode: this.opts.mode ?? applyModeFromEnv(),
+    });
   }
 
   /** Re-reads the config file and submits it when it changed (SIGHUP, events, periodic). */

@@ -1,7 +1,8 @@
 /**
- * Talking to a running FRR: `vtysh -f` for incremental changes, `show running-config` for the
- * check afterwards, `frr-reload.py --test` / `--reload` for full reloads, and the daemon-less
- * syntax check `vtysh --config_dir TMP -C -f FILE` (production copy of the lab's frrDryRun).
+ * Talking to a running FRR: `vtysh -f` for incremental changes, targeted `show` commands and
+ * `show running-config` for the checks afterwards, `frr-reload.py --test` / `--reload` for full
+ * reloads, and the daemon-less syntax check `vtysh --config_dir TMP -C -f FILE` (production copy of
+ * the lab's frrDryRun; it also takes an incremental script, which is a config snippet).
  *
  * Every config text goes through a file in a private temporary directory (mode 0700, file 0600)
  * that is removed right after use; nothing is passed on a command line, where `ps` would show a
@@ -25,10 +26,18 @@ export interface RunResult {
   readonly durationMs: number;
 }
 
-/** Runs argv without a shell; never rejects for a non-zero exit (only when it cannot start). */
-export function runCommand(argv: readonly string[], timeoutMs: number): Promise<RunResult> {
+/**
+ * Runs argv without a shell; never rejects for a non-zero exit (only when it cannot start, or
+ * when `signal` aborts it: the child is killed and the promise rejects with an AbortError).
+ */
+export function runCommand(
+  argv: readonly string[],
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<RunResult> {
   const [cmd, ...args] = argv;
   if (!cmd) return Promise.reject(new Error('runCommand: empty argv'));
+  if (signal?.aborted) return Promise.reject(abortError(cmd));
   const start = Date.now();
   return new Promise<RunResult>((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -42,13 +51,23 @@ export function runCommand(argv: readonly string[], timeoutMs: number): Promise<
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
+    const onAbort = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(abortError(cmd));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e) => {
+      signal?.removeEventListener('abort', onAbort);
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       reject(new Error(`cannot run ${cmd}: ${e.message}`));
     });
     child.on('close', (code) => {
+      signal?.removeEventListener('abort', onAbort);
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -62,6 +81,12 @@ export function runCommand(argv: readonly string[], timeoutMs: number): Promise<
       });
     });
   });
+}
+
+function abortError(cmd: string): Error {
+  const e = new Error(`${cmd} aborted`);
+  e.name = 'AbortError';
+  return e;
 }
 
 /**
@@ -173,14 +198,32 @@ export class VtyshExecutor implements FrrExecutor {
     }
   }
 
-  async runningConfig(): Promise<string> {
+  async runningConfig(signal?: AbortSignal): Promise<string> {
     const r = await runCommand(
       [this.vtysh, ...this.ns, '-c', 'show running-config'],
       this.opts.timeouts?.showMs ?? 120_000,
+      signal,
     );
     if (r.code !== 0) {
       throw new Error(
         `vtysh show running-config ${describe(r)}: ${(r.stderr || r.stdout).trim().slice(0, 500)}`,
+      );
+    }
+    return r.stdout;
+  }
+
+  /** `vtysh -c C1 -c C2 …` (show commands: no secrets on the command line). */
+  async show(commands: readonly string[]): Promise<string> {
+    if (commands.some((c) => !/^show /.test(c) || /[\r\n]/.test(c))) {
+      throw new Error('VtyshExecutor.show: show commands only');
+    }
+    const r = await runCommand(
+      [this.vtysh, ...this.ns, ...commands.flatMap((c) => ['-c', c])],
+      this.opts.timeouts?.showMs ?? 120_000,
+    );
+    if (r.code !== 0) {
+      throw new Error(
+        `vtysh ${commands[0]} … ${describe(r)}: ${(r.stderr || r.stdout).trim().slice(0, 500)}`,
       );
     }
     return r.stdout;

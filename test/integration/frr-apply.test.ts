@@ -3,7 +3,10 @@
  * eBGP peer, in network namespaces made by the lab harness (test/lab). Checks: the first apply
  * is a full frr-reload; adding/removing a service is incremental and reaches BIRD; a config FRR
  * rejects at apply time (it passes the dry-run parser) leaves the last good config in place with
- * lastError set; a burst of 200 submissions costs a few applies and ends in the right state.
+ * lastError set; a burst of 200 submissions costs a few applies and ends in the right state;
+ * a Service that sorts first is one vtysh command (prefix-lists diffed as sets against FRR's own
+ * sequence numbers), checked with targeted `show … prefix-list … seq N json` and later by the
+ * lazy `show running-config` check.
  *
  * Needs root and `ip netns`; skipped otherwise, except under CI=true, where it fails instead.
  * Set IRONLB_FRR_BENCH=1 for an extra timing run (IRONLB_FRR_BENCH_N prefixes, default 200, max 447).
@@ -398,13 +401,64 @@ describeLab('FrrApplier against real FRR and BIRD', () => {
     const have = await running();
     expect(verifyRunning(diffConfigs(parseConfig(''), want), have)).toEqual([]);
     const ours = (p: string[]) => /^(router bgp|route-map|ip prefix-list|ipv6 prefix-list|bfd)/.test(p[0]!);
-    const wanted = new Set([...walkPaths(want.root)].filter(ours).map((p) => p.join(' > ')));
+    // Prefix-list entries are compared without their numbers (FRR's differ from the render's).
+    const key = (p: string[]) => p.join(' > ').replace(/^((?:ip|ipv6) prefix-list \S+) seq \d+ /, '$1 ');
+    const wanted = new Set([...walkPaths(want.root)].filter(ours).map(key));
     const extra = [...walkPaths(have.root)]
       .filter(ours)
-      .map((p) => p.join(' > '))
+      .map(key)
       .filter((p) => !wanted.has(p) && p !== 'bfd');
     expect(extra).toEqual([]);
     await waitFor(() => routeAtBird(SVC1), { timeoutMs: 20_000, what: `${SVC1} still at BIRD` });
+  }, 60_000);
+
+  test('a Service that sorts first: one vtysh command, FRR keeps its own numbers, both checks pass', async () => {
+    const a = applier!;
+    const forty = Array.from({ length: 40 }, (_, i) => `203.0.113.${100 + i}/32`);
+    a.submit(nodeConf([SVC1, ...forty]));
+    await a.whenIdle();
+    const list = `ip prefix-list ${ROUTER.v4}-allowed-ipv4 `;
+    const entriesOf = async () =>
+      [...(await running()).root.children.keys()].filter((l) => l.startsWith(list));
+    const before = await entriesOf();
+    expect(before).toHaveLength(41);
+    const top = Math.max(...before.map((l) => Number(/ seq (\d+) /.exec(l)![1])));
+    const first = '198.51.100.2/32'; // sorts before everything: the render renumbers all 41 entries
+    const t0 = Date.now();
+    a.submit(nodeConf([first, SVC1, ...forty]));
+    await a.whenIdle();
+    const applied = Date.now() - t0;
+    expect(a.status()).toMatchObject({ mode: 'incremental', lastVerify: 'entries' });
+    expect(a.status().lastError).toBeUndefined();
+    await waitFor(() => routeAtBird(first), { timeoutMs: 20_000, intervalMs: 20, what: `${first} at BIRD` });
+    console.log(
+      `frr-apply: +1 at the front of 41 in ${applied} ms ${timings()}, at BIRD after ${Date.now() - t0} ms`,
+    );
+    const entries = await entriesOf();
+    // FRR's numbers are not the render's (which has it at seq 1 and everything else one up): the
+    // new entry went above the highest one, the others kept theirs.
+    expect(entries).toEqual([...before, `${list}seq ${top + 1} permit ${first}`]);
+    // The lazy whole-config check runs once the applier is quiet, and finds FRR as wanted.
+    const gen = a.status().appliedGeneration;
+    await waitFor(() => a.status().verifiedGeneration === gen, {
+      timeoutMs: 20_000,
+      intervalMs: 50,
+      what: 'the lazy show running-config check',
+    });
+    expect(a.status().checks.failed).toBe(0);
+    // Removing it again: by FRR's number.
+    a.submit(nodeConf([SVC1, ...forty]));
+    await a.whenIdle();
+    expect(a.status()).toMatchObject({ mode: 'incremental', lastVerify: 'entries' });
+    await waitFor(async () => !(await routeAtBird(first)), {
+      timeoutMs: 20_000,
+      intervalMs: 20,
+      what: `${first} withdrawn`,
+    });
+    expect(await entriesOf()).toEqual(before);
+    a.submit(nodeConf([SVC1]));
+    await a.whenIdle();
+    expect(a.status().lastError).toBeUndefined();
   }, 60_000);
 
   bench(

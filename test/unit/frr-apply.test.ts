@@ -1,7 +1,9 @@
 /**
  * FrrApplier with a fake executor (no FRR): first apply full, then incremental; fallbacks;
- * dry-run rejection; keep-last-good with back-off; coalescing of bursts; password masking.
- * Also the sidecar reloader (directory watch -> applier -> status file) and its CLI wrapper.
+ * dry-run rejection; keep-last-good with back-off; coalescing of bursts; password masking; the
+ * prefix-list set diff against FRR's own sequence numbers; targeted checks and the lazy
+ * whole-config check. Also the sidecar reloader (directory watch -> applier -> status file) and
+ * its CLI wrapper.
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -16,32 +18,47 @@ import {
   type ExecOutcome,
   type FrrExecutor,
 } from '../../src/frr/apply.js';
+import {
+  contextKindOf,
+  formatTree,
+  parseConfig,
+  walkPaths,
+  type ConfigNode,
+  type ContextKind,
+} from '../../src/frr/config-tree.js';
 import { runReloader, type ReloaderStatusFile } from '../../src/frr/reloader.js';
 import { createLogger, silentLogger } from '../../src/util/log.js';
 
-type Call = { op: 'dryRun' | 'reloadTest' | 'reload' | 'applyScript' | 'runningConfig'; text: string };
+type Op = 'dryRun' | 'reloadTest' | 'reload' | 'applyScript' | 'runningConfig' | 'show';
+type Call = { op: Op; text: string };
+
+const PL = /^(ip|ipv6) prefix-list (\S+) seq (\d+) (permit|deny) (\S+)$/;
 
 /**
- * A pretend FRR. Its running config is text; a full reload sets it to the file (unless told to
- * fail); a vtysh script "works" by moving it to the config last dry-run (the applier always
- * dry-runs the config it is about to apply), or fails, or is silently ignored.
+ * A pretend FRR 8.4. Its running config is a context tree; a full reload replaces it with the
+ * file (unless told to fail); a vtysh script is interpreted line by line the way FRR does it:
+ * contexts are entered and left, `no X` removes X, a prefix-list entry replaces the one with the
+ * same sequence number, is silently ignored when its prefix is already in the list under another
+ * number, and `no … seq N …` removes number N whatever it holds. `show … prefix-list L seq N json`
+ * answers as zebra and bgpd do.
  */
 class FakeFrr implements FrrExecutor {
-  running = '';
+  root: ConfigNode = parseConfig('').root;
   calls: Call[] = [];
-  lastChecked = '';
   script: 'obey' | 'fail' | 'ignore' = 'obey';
   reloadFails: (config: string) => boolean = () => false;
   reloadOutput = '';
   delayMs = 0;
+  /** Delay of runningConfig only (to abort a lazy check while it runs). */
+  runningDelayMs = 0;
   syntaxError: (config: string) => string | undefined = (c) =>
     c.includes('bogus') ? 'line 3: % Unknown command[4]: bogus' : undefined;
 
-  private async pause(): Promise<void> {
-    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+  private async pause(ms = this.delayMs): Promise<void> {
+    if (ms) await new Promise((r) => setTimeout(r, ms));
   }
 
-  ops(): string[] {
+  ops(): Op[] {
     return this.calls.map((c) => c.op);
   }
 
@@ -50,7 +67,6 @@ class FakeFrr implements FrrExecutor {
     await this.pause();
     const err = this.syntaxError(config);
     if (err) return { ok: false, errors: [err] };
-    this.lastChecked = config;
     return { ok: true, errors: [] };
   }
 
@@ -66,7 +82,7 @@ class FakeFrr implements FrrExecutor {
     if (this.reloadFails(config)) {
       return { ok: false, output: this.reloadOutput || 'exited with code 1', durationMs: 1 };
     }
-    this.running = config;
+    this.root = parseConfig(config).root;
     return { ok: true, output: '', durationMs: 1 };
   }
 
@@ -75,15 +91,133 @@ class FakeFrr implements FrrExecutor {
     await this.pause();
     if (this.script === 'fail')
       return { ok: false, output: 'line 2: % Unknown command[4]: x', durationMs: 1 };
-    if (this.script === 'obey') this.running = this.lastChecked;
+    if (this.script === 'obey') this.interpret(script);
     return { ok: true, output: '', durationMs: 1 };
   }
 
-  async runningConfig(): Promise<string> {
+  async runningConfig(signal?: AbortSignal): Promise<string> {
     this.calls.push({ op: 'runningConfig', text: '' });
-    await this.pause();
-    return this.running;
+    const ms = this.runningDelayMs || this.delayMs;
+    await new Promise<void>((resolve, reject) => {
+      const aborted = () => reject(Object.assign(new Error('vtysh aborted'), { name: 'AbortError' }));
+      if (signal?.aborted) return aborted();
+      const t = setTimeout(resolve, ms);
+      signal?.addEventListener('abort', () => (clearTimeout(t), aborted()), { once: true });
+    });
+    return `Building configuration...\n\nCurrent configuration:\n!\nfrr version 8.4.4\n${formatTree({ root: this.root, problems: [] })}end\n`;
   }
+
+  async show(commands: readonly string[]): Promise<string> {
+    this.calls.push({ op: 'show', text: commands.join('\n') });
+    await this.pause();
+    let out = '';
+    for (const c of commands) {
+      const m = /^show (ip|ipv6) prefix-list (\S+) seq (\d+) json$/.exec(c);
+      if (!m) throw new Error(`fake FRR: unexpected show ${c}`);
+      const list = this.entries().filter((e) => e.fam === m[1] && e.name === m[2]);
+      if (!list.length) continue;
+      const entries = list
+        .filter((e) => e.seq === Number(m[3]))
+        .map((e) => ({
+          sequenceNumber: e.seq,
+          type: e.action,
+          prefix: e.prefix,
+          hitCount: 0,
+          referenceCount: 0,
+        }));
+      for (const d of ['ZEBRA', 'BGP'])
+        out += `${JSON.stringify({ [d]: { [m[2]!]: { entries } } }, null, 2)}\n`;
+    }
+    return out;
+  }
+
+  /** Prefix-list entries FRR has. */
+  entries(): { fam: string; name: string; seq: number; action: string; prefix: string; line: string }[] {
+    return [...this.root.children.values()]
+      .filter((n) => n.kind === 'line' && PL.test(n.text))
+      .map((n) => {
+        const m = PL.exec(n.text)!;
+        return { fam: m[1]!, name: m[2]!, seq: Number(m[3]), action: m[4]!, prefix: m[5]!, line: n.text };
+      });
+  }
+
+  /** What FRR runs, with prefix-list sequence numbers left out (they may differ from the render's). */
+  summary(): string {
+    return summary(formatTree({ root: this.root, problems: [] }));
+  }
+
+  /** Interprets a vtysh -f script. */
+  interpret(script: string): void {
+    const stack: ConfigNode[] = [this.root];
+    for (const raw of script.split('\n')) {
+      const line = raw.trim();
+      if (!line) continue;
+      if (/^exit/.test(line)) {
+        stack.pop();
+        continue;
+      }
+      const ctx = stack[stack.length - 1]!;
+      const kind: ContextKind = ctx.kind === 'line' ? 'opaque' : ctx.kind;
+      const opens = contextKindOf(kind, line);
+      if (opens) {
+        let n = ctx.children.get(line);
+        if (!n) ctx.children.set(line, (n = { text: line, kind: opens, children: new Map(), lineNo: 0 }));
+        stack.push(n);
+        continue;
+      }
+      if (ctx === this.root && PL.test(line.replace(/^no /, ''))) {
+        this.prefixList(line);
+        continue;
+      }
+      if (line.startsWith('no ')) {
+        const what = line.slice(3);
+        if (ctx === this.root && /^(?:ip|ipv6) prefix-list \S+$/.test(what)) {
+          for (const e of this.entries())
+            if (`${e.fam} prefix-list ${e.name}` === what) this.root.children.delete(e.line);
+          continue;
+        }
+        const nb = /^neighbor (\S+)$/.exec(what);
+        if (nb) {
+          const drop = (n: ConfigNode) => {
+            for (const [k, c] of n.children) {
+              if (k.startsWith(`neighbor ${nb[1]} `)) n.children.delete(k);
+              else if (c.kind !== 'line') drop(c);
+            }
+          };
+          drop(ctx);
+          continue;
+        }
+        ctx.children.delete(what);
+        continue;
+      }
+      if (!ctx.children.has(line))
+        ctx.children.set(line, { text: line, kind: 'line', children: new Map(), lineNo: 0 });
+    }
+  }
+
+  private prefixList(line: string): void {
+    const no = line.startsWith('no ');
+    const m = PL.exec(no ? line.slice(3) : line)!;
+    const same = this.entries().filter((e) => e.fam === m[1] && e.name === m[2]);
+    const atSeq = same.find((e) => e.seq === Number(m[3]));
+    if (no) {
+      if (atSeq) this.root.children.delete(atSeq.line);
+      return;
+    }
+    if (same.some((e) => e.prefix === m[5] && e.seq !== Number(m[3]))) return; // duplicate: silently ignored
+    if (atSeq) this.root.children.delete(atSeq.line);
+    const text = `${m[1]} prefix-list ${m[2]} seq ${m[3]} ${m[4]} ${m[5]}`;
+    this.root.children.set(text, { text, kind: 'line', children: new Map(), lineNo: 0 });
+  }
+}
+
+/** A config as sorted paths, prefix-list sequence numbers left out. */
+function summary(text: string): string {
+  return [...walkPaths(parseConfig(text).root)]
+    .map((p) => p.map((x) => x.replace(/^((?:ip|ipv6) prefix-list \S+) seq \d+ /, '$1 ')).join(' > '))
+    .filter((p) => !/^(?:hostname|frr |service )/.test(p))
+    .sort()
+    .join('\n');
 }
 
 function conf(prefixes: string[], extra: string[] = []): string {
@@ -112,8 +246,15 @@ const A = conf(['198.51.100.10/32']);
 const B = conf(['198.51.100.10/32', '198.51.100.11/32']);
 const C = conf(['198.51.100.12/32']);
 
+/** The lazy check is off unless a test turns it on. */
 const applier = (fake: FakeFrr, extra: Partial<ConstructorParameters<typeof FrrApplier>[0]> = {}) => {
-  const a = new FrrApplier({ executor: fake, initialBackoffMs: 20, maxBackoffMs: 80, ...extra });
+  const a = new FrrApplier({
+    executor: fake,
+    initialBackoffMs: 20,
+    maxBackoffMs: 80,
+    checkDelayMs: -1,
+    ...extra,
+  });
   a.start();
   return a;
 };
@@ -128,15 +269,17 @@ const make = (fake: FakeFrr, extra: Partial<ConstructorParameters<typeof FrrAppl
   live.push(a);
   return a;
 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('FrrApplier', () => {
-  test('first apply is a full reload (--test, then --reload), later ones one vtysh -f plus one check', async () => {
+  test('first apply is a full reload (--test, then --reload), later ones: vtysh -C and -f of the script, one targeted check', async () => {
     const fake = new FakeFrr();
     const a = make(fake);
     expect(a.status()).toMatchObject({ desiredGeneration: 0, appliedGeneration: 0, applying: false });
     expect(a.submit(A)).toBe(1);
     await a.whenIdle();
     expect(fake.ops()).toEqual(['dryRun', 'reloadTest', 'reload']);
+    expect(fake.calls[0]!.text).toBe(A); // the whole config through the parser
     expect(a.status()).toMatchObject({ desiredGeneration: 1, appliedGeneration: 1, mode: 'full' });
     expect(a.status().lastError).toBeUndefined();
     expect(a.status().lastAppliedAt).toEqual(expect.any(Number));
@@ -144,25 +287,34 @@ describe('FrrApplier', () => {
     fake.calls = [];
     a.submit(B);
     await a.whenIdle();
-    expect(fake.ops()).toEqual(['dryRun', 'applyScript', 'runningConfig']);
-    expect(fake.calls[1]!.text).toBe(
-      [
-        'ip prefix-list n-allowed-ipv4 seq 2 permit 198.51.100.11/32',
-        'router bgp 64510',
-        ' address-family ipv4 unicast',
-        '  network 198.51.100.11/32',
-        ' exit-address-family',
-        'exit',
-        '',
-      ].join('\n'),
-    );
-    expect(a.status()).toMatchObject({ desiredGeneration: 2, appliedGeneration: 2, mode: 'incremental' });
+    expect(fake.ops()).toEqual(['dryRun', 'applyScript', 'show']);
+    const script = [
+      'ip prefix-list n-allowed-ipv4 seq 2 permit 198.51.100.11/32',
+      'router bgp 64510',
+      ' address-family ipv4 unicast',
+      '  network 198.51.100.11/32',
+      ' exit-address-family',
+      'exit',
+      '',
+    ].join('\n');
+    expect(fake.calls[0]!.text).toBe(script); // only the script through the parser
+    expect(fake.calls[1]!.text).toBe(script);
+    expect(fake.calls[2]!.text).toBe('show ip prefix-list n-allowed-ipv4 seq 2 json');
+    expect(a.status()).toMatchObject({
+      desiredGeneration: 2,
+      appliedGeneration: 2,
+      mode: 'incremental',
+      lastVerify: 'entries',
+    });
     expect(a.status().counts).toEqual({ incremental: 1, full: 1, unchanged: 0, failed: 0, rejected: 0 });
     expect(a.status().lastTimings).toMatchObject({
+      parseMs: expect.any(Number),
+      diffMs: expect.any(Number),
       dryRunMs: expect.any(Number),
       applyMs: expect.any(Number),
+      verifyMs: expect.any(Number),
     });
-    expect(fake.running).toBe(B);
+    expect(fake.summary()).toBe(summary(B));
   });
 
   test('an identical config costs nothing', async () => {
@@ -190,10 +342,31 @@ describe('FrrApplier', () => {
     expect(a.status()).toMatchObject({ appliedGeneration: 2, mode: 'full' });
   });
 
+  test('a change other than prefix-list entries and network lines is checked against show running-config at once', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake);
+    a.submit(A);
+    await a.whenIdle();
+    fake.calls = [];
+    a.submit(conf(['198.51.100.10/32'], ['  neighbor 192.0.2.1 timers 3 9']));
+    await a.whenIdle();
+    expect(fake.ops()).toEqual(['dryRun', 'applyScript', 'runningConfig']);
+    expect(a.status()).toMatchObject({
+      appliedGeneration: 2,
+      verifiedGeneration: 2,
+      mode: 'incremental',
+      lastVerify: 'running-config',
+    });
+  });
+
   test.each([
-    ['vtysh -f fails', 'fail' as const],
-    ['vtysh -f "works" but the running config does not change (check fails)', 'ignore' as const],
-  ])('%s: falls back to a full reload', async (_name, behaviour) => {
+    ['vtysh -f fails', 'fail' as const, ['applyScript']],
+    [
+      'vtysh -f "works" but FRR does not change (targeted check fails)',
+      'ignore' as const,
+      ['applyScript', 'show'],
+    ],
+  ])('%s: falls back to a full reload', async (_name, behaviour, tail) => {
     const fake = new FakeFrr();
     const a = make(fake);
     a.submit(A);
@@ -202,10 +375,10 @@ describe('FrrApplier', () => {
     fake.script = behaviour;
     a.submit(B);
     await a.whenIdle();
-    const tail = behaviour === 'fail' ? ['applyScript'] : ['applyScript', 'runningConfig'];
-    expect(fake.ops()).toEqual(['dryRun', ...tail, 'reloadTest', 'reload']);
+    expect(fake.ops()).toEqual(['dryRun', ...tail, 'dryRun', 'reloadTest', 'reload']);
+    expect(fake.calls[fake.calls.length - 3]!.text).toBe(B); // the full reload checks the whole config
     expect(a.status()).toMatchObject({ appliedGeneration: 2, mode: 'full' });
-    expect(fake.running).toBe(B);
+    expect(fake.summary()).toBe(summary(B));
   });
 
   test('a config the dry-run parser rejects is never applied and not retried', async () => {
@@ -221,15 +394,28 @@ describe('FrrApplier', () => {
     expect(s).toMatchObject({ desiredGeneration: 2, appliedGeneration: 1, rejectedGeneration: 2 });
     expect(s.lastError).toMatch(/generation 2 rejected by FRR's parser.*Unknown command/);
     expect(s.nextRetryAt).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 60));
+    await sleep(60);
     expect(fake.ops()).toEqual(['dryRun']);
-    expect(fake.running).toBe(A);
+    expect(fake.summary()).toBe(summary(A));
     // The next good config clears the error.
     a.submit(B);
     await a.whenIdle();
     expect(a.status()).toMatchObject({ appliedGeneration: 3 });
     expect(a.status().lastError).toBeUndefined();
     expect(a.status().rejectedGeneration).toBeUndefined();
+  });
+
+  test('a change script the parser rejects is never applied either', async () => {
+    const fake = new FakeFrr();
+    fake.syntaxError = (c) => (c.includes('198.51.100.66') ? 'line 1: % Unknown command[4]: …' : undefined);
+    const a = make(fake);
+    a.submit(A);
+    await a.whenIdle();
+    fake.calls = [];
+    a.submit(conf(['198.51.100.10/32', '198.51.100.66/32']));
+    await a.whenIdle();
+    expect(fake.ops()).toEqual(['dryRun']);
+    expect(a.status()).toMatchObject({ appliedGeneration: 1, rejectedGeneration: 2 });
   });
 
   test('FRR rejects it too: last good re-applied, lastError set, retried with back-off until it works', async () => {
@@ -244,9 +430,9 @@ describe('FrrApplier', () => {
     fake.reloadOutput = 'line 12: % Specify remote-as or peer-group commands first';
     a.submit(bad);
     await a.whenIdle();
-    expect(fake.ops()).toEqual(['dryRun', 'applyScript', 'reloadTest', 'reload', 'reload']);
-    expect(fake.calls[4]!.text).toBe(A); // the last good config, put back
-    expect(fake.running).toBe(A);
+    expect(fake.ops()).toEqual(['dryRun', 'applyScript', 'dryRun', 'reloadTest', 'reload', 'reload']);
+    expect(fake.calls[5]!.text).toBe(A); // the last good config, put back
+    expect(fake.summary()).toBe(summary(A));
     const s = a.status();
     expect(s).toMatchObject({ desiredGeneration: 2, appliedGeneration: 1, failedGeneration: 2 });
     expect(s.lastError).toContain('generation 2 failed');
@@ -255,16 +441,16 @@ describe('FrrApplier', () => {
     expect(s.nextRetryAt).toEqual(expect.any(Number));
 
     // Retries happen on their own; let FRR "accept" it after a while.
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const reloadsOfBad = fake.calls.filter((c) => c.op === 'reload' && c.text === bad).length;
     expect(reloadsOfBad).toBeGreaterThanOrEqual(2);
     fake.reloadFails = () => false;
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     await a.whenIdle();
     expect(a.status()).toMatchObject({ appliedGeneration: 2, mode: 'full' });
     expect(a.status().lastError).toBeUndefined();
     expect(a.status().nextRetryAt).toBeUndefined();
-    expect(fake.running).toBe(bad);
+    expect(fake.summary()).toBe(summary(bad));
   });
 
   test('back-off doubles from the initial delay and stops at the maximum', async () => {
@@ -278,7 +464,7 @@ describe('FrrApplier', () => {
     };
     const a = make(fake, { initialBackoffMs: 40, maxBackoffMs: 160 });
     a.submit(A);
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000);
     await a.stop();
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
     // 40, 80, 160, 160, …
@@ -326,18 +512,18 @@ describe('FrrApplier', () => {
     const attempts = fake.ops().filter((o) => o === 'dryRun').length;
     expect(attempts).toBeLessThanOrEqual(3);
     expect(a.status()).toMatchObject({ desiredGeneration: 1000, appliedGeneration: 1000 });
-    expect(fake.running).toBe(configs[999]);
+    expect(fake.summary()).toBe(summary(configs[999]!));
 
     // Submissions arriving while an apply runs: still only the latest is applied next.
     fake.calls = [];
     for (let i = 0; i < 200; i++) {
       a.submit(configs[i]!);
-      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 3));
+      if (i % 50 === 0) await sleep(3);
     }
     await a.whenIdle();
     expect(fake.ops().filter((o) => o === 'dryRun').length).toBeLessThanOrEqual(6);
     expect(a.status().appliedGeneration).toBe(1200);
-    expect(fake.running).toBe(configs[199]);
+    expect(fake.summary()).toBe(summary(configs[199]!));
   });
 
   test('passwords never reach lastError or the log', async () => {
@@ -374,7 +560,7 @@ describe('FrrApplier', () => {
     expect(a.status().appliedGeneration).toBe(0);
     await a.stop();
     const n = fake.calls.length;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     expect(fake.calls.length).toBe(n);
     expect(a.status().nextRetryAt).toBeUndefined();
   });
@@ -384,7 +570,7 @@ describe('FrrApplier', () => {
     const a = new FrrApplier({ executor: fake });
     live.push(a);
     a.submit(A);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     expect(fake.calls).toEqual([]);
     a.start();
     await a.whenIdle();
@@ -401,6 +587,181 @@ describe('FrrApplier', () => {
     expect(summariseOutput('% x\n% x\n2026 \u001b[91mWARNING\u001b[0m: frr-reload.py failed')).toBe(
       '% x\n2026 WARNING: frr-reload.py failed',
     );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Prefix-lists as sets against FRR's own numbers; the lazy whole-config check; forced full mode
+// ---------------------------------------------------------------------------------------------
+
+const many = (n: number, from = 20) => Array.from({ length: n }, (_, i) => `198.51.100.${from + i}/32`);
+
+describe('FrrApplier: prefix-lists against what FRR has', () => {
+  test("a Service that sorts first: one entry above FRR's highest number, nothing renumbered", async () => {
+    const fake = new FakeFrr();
+    const a = make(fake);
+    a.submit(conf(many(40)));
+    await a.whenIdle();
+    fake.calls = [];
+    a.submit(conf(['198.51.100.2/32', ...many(40)])); // sorts before all 40: the render renumbers them
+    await a.whenIdle();
+    expect(fake.ops()).toEqual(['dryRun', 'applyScript', 'show']);
+    expect(fake.calls[1]!.text.split('\n').filter((l) => l.includes('prefix-list'))).toEqual([
+      'ip prefix-list n-allowed-ipv4 seq 41 permit 198.51.100.2/32',
+    ]);
+    expect(fake.summary()).toBe(summary(conf(['198.51.100.2/32', ...many(40)])));
+  });
+
+  test("removals use FRR's numbers, not the render's (which renumbered)", async () => {
+    const fake = new FakeFrr();
+    const a = make(fake);
+    a.submit(conf(many(10)));
+    await a.whenIdle();
+    a.submit(conf(['198.51.100.2/32', ...many(10)])); // FRR: .2 at seq 11
+    await a.whenIdle();
+    fake.calls = [];
+    // .20 goes: the render had it at seq 2, FRR at seq 1; .2 goes: render seq 1, FRR seq 11.
+    a.submit(conf(many(9, 21)));
+    await a.whenIdle();
+    const pl = fake.calls[1]!.text.split('\n').filter((l) => l.includes('prefix-list'));
+    expect(pl.sort()).toEqual([
+      'no ip prefix-list n-allowed-ipv4 seq 1 permit 198.51.100.20/32',
+      'no ip prefix-list n-allowed-ipv4 seq 11 permit 198.51.100.2/32',
+    ]);
+    expect(fake.calls[2]!.text.split('\n').sort()).toEqual([
+      'show ip prefix-list n-allowed-ipv4 seq 1 json',
+      'show ip prefix-list n-allowed-ipv4 seq 11 json',
+    ]);
+    expect(fake.summary()).toBe(summary(conf(many(9, 21))));
+    expect(a.status().mode).toBe('incremental');
+  });
+
+  test('deny any <-> permits: the last Service goes and comes back, all incremental', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake);
+    a.submit(A);
+    await a.whenIdle();
+    for (const c of [conf([]), A, conf([]), B]) {
+      a.submit(c);
+      await a.whenIdle();
+      expect(a.status()).toMatchObject({ mode: 'incremental', lastVerify: 'entries' });
+      expect(fake.summary()).toBe(summary(c));
+    }
+    expect(a.status().counts).toMatchObject({ full: 1, incremental: 4, failed: 0 });
+  });
+
+  test("after a full reload FRR has the render's numbers again", async () => {
+    const fake = new FakeFrr();
+    const a = make(fake);
+    a.submit(conf(many(5)));
+    await a.whenIdle();
+    a.submit(conf(['198.51.100.2/32', ...many(5)]));
+    await a.whenIdle();
+    // router-id change: full reload, FRR gets seq 1..6 as rendered
+    const full = conf(['198.51.100.2/32', ...many(5)]).replace('192.0.2.11', '192.0.2.12');
+    a.submit(full);
+    await a.whenIdle();
+    expect(a.status().mode).toBe('full');
+    fake.calls = [];
+    a.submit(conf(many(5)).replace('192.0.2.11', '192.0.2.12'));
+    await a.whenIdle();
+    expect(fake.calls[1]!.text.split('\n').filter((l) => l.includes('prefix-list'))).toEqual([
+      'no ip prefix-list n-allowed-ipv4 seq 1 permit 198.51.100.2/32',
+    ]);
+  });
+
+  test('the lazy check: one show running-config after a burst of Service changes, then verified', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake, { checkDelayMs: 30 });
+    a.submit(A);
+    await a.whenIdle();
+    await sleep(100); // the check after the full reload
+    expect(fake.ops().filter((o) => o === 'runningConfig')).toHaveLength(1);
+    expect(a.status()).toMatchObject({ verifiedGeneration: 1, checks: { ok: 1, failed: 0 } });
+    fake.calls = [];
+    for (let i = 0; i < 5; i++) {
+      a.submit(conf(['198.51.100.10/32', ...many(i + 1)]));
+      await a.whenIdle();
+    }
+    expect(fake.ops().filter((o) => o === 'runningConfig')).toHaveLength(0);
+    expect(a.status()).toMatchObject({ appliedGeneration: 6, verifiedGeneration: 1 });
+    await sleep(100);
+    expect(fake.ops().filter((o) => o === 'runningConfig')).toHaveLength(1);
+    expect(a.status()).toMatchObject({
+      appliedGeneration: 6,
+      verifiedGeneration: 6,
+      checks: { ok: 2, failed: 0 },
+    });
+  });
+
+  test('a new submission aborts a lazy check under way; the check runs again afterwards', async () => {
+    const fake = new FakeFrr();
+    fake.runningDelayMs = 200;
+    const a = make(fake, { checkDelayMs: 10 });
+    a.submit(A);
+    await a.whenIdle();
+    await sleep(50); // the check is running now
+    expect(a.status().applying).toBe(true);
+    const t0 = Date.now();
+    a.submit(B);
+    await a.whenIdle();
+    expect(Date.now() - t0).toBeLessThan(150);
+    expect(a.status()).toMatchObject({ appliedGeneration: 2, mode: 'incremental' });
+    expect(a.status().verifiedGeneration).toBeUndefined();
+    await sleep(400);
+    expect(a.status()).toMatchObject({ verifiedGeneration: 2 });
+  });
+
+  test('the lazy check finds prefix-list entries missing: re-applied from what FRR has, incrementally', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake, { checkDelayMs: 20 });
+    a.submit(conf(many(5)));
+    await a.whenIdle();
+    await sleep(60);
+    expect(a.status().verifiedGeneration).toBe(1);
+    // Someone removes two entries behind our back (vtysh by hand).
+    fake.interpret(
+      'no ip prefix-list n-allowed-ipv4 seq 2 permit 198.51.100.21/32\nno ip prefix-list n-allowed-ipv4 seq 4 permit 198.51.100.23/32\n',
+    );
+    a.submit(conf(many(6))); // an ordinary change; its targeted check passes
+    await a.whenIdle();
+    await sleep(100);
+    expect(a.status().checks).toMatchObject({ failed: 1 });
+    await a.whenIdle();
+    await sleep(100);
+    expect(a.status()).toMatchObject({ appliedGeneration: 2, verifiedGeneration: 2, checks: { failed: 1 } });
+    expect(a.status().counts).toMatchObject({ full: 1, failed: 0 });
+    expect(a.status().lastError).toBeUndefined();
+    expect(fake.summary()).toBe(summary(conf(many(6))));
+  });
+
+  test('the lazy check finds another line missing: full reload', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake, { checkDelayMs: 20 });
+    a.submit(A);
+    await a.whenIdle();
+    a.submit(B);
+    await a.whenIdle();
+    fake.interpret('route-map n-out permit 1\n no match ip address prefix-list n-allowed-ipv4\nexit\n');
+    await sleep(150);
+    await a.whenIdle();
+    await sleep(100);
+    expect(a.status().checks.failed).toBeGreaterThanOrEqual(1);
+    expect(a.status().counts.full).toBe(2);
+    expect(fake.summary()).toBe(summary(B));
+    expect(a.status().verifiedGeneration).toBe(2);
+  });
+
+  test('mode full: every apply through frr-reload.py, never a check', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake, { mode: 'full', checkDelayMs: 5 });
+    a.submit(A);
+    await a.whenIdle();
+    a.submit(B);
+    await a.whenIdle();
+    await sleep(50);
+    expect(fake.ops()).toEqual(['dryRun', 'reloadTest', 'reload', 'dryRun', 'reloadTest', 'reload']);
+    expect(a.status()).toMatchObject({ appliedGeneration: 2, mode: 'full', counts: { full: 2 } });
   });
 });
 
@@ -443,10 +804,10 @@ describe('FRR reloader (sidecar)', () => {
   test('applies the existing file, then each new version; the status file follows', async () => {
     const fake = new FakeFrr();
     await writeAtomically(dir, A);
-    const r = await runReloader({ dir, log: silentLogger, executor: fake, resyncMs: 0 });
+    const r = await runReloader({ dir, log: silentLogger, executor: fake, resyncMs: 0, checkDelayMs: -1 });
     try {
       await r.whenIdle();
-      expect(fake.running).toBe(A);
+      expect(fake.summary()).toBe(summary(A));
       expect(await readFile(join(dir, 'reloader.pid'), 'utf8')).toBe(`${process.pid}\n`);
       let s = await readStatus();
       expect(s).toMatchObject({
@@ -464,7 +825,7 @@ describe('FRR reloader (sidecar)', () => {
         return x.appliedGeneration === 2 && !x.applying ? x : undefined;
       }, 'generation 2 in the status file');
       expect(s).toMatchObject({ mode: 'incremental', appliedSha256: sha(B), desiredSha256: sha(B) });
-      expect(fake.running).toBe(B);
+      expect(fake.summary()).toBe(summary(B));
 
       // Rewriting the same content is no new generation.
       await writeAtomically(dir, B);
@@ -494,7 +855,14 @@ describe('FRR reloader (sidecar)', () => {
 
   test('no config yet: waits for it', async () => {
     const fake = new FakeFrr();
-    const r = await runReloader({ dir, log: silentLogger, executor: fake, resyncMs: 0, pidFile: null });
+    const r = await runReloader({
+      dir,
+      log: silentLogger,
+      executor: fake,
+      resyncMs: 0,
+      pidFile: null,
+      checkDelayMs: -1,
+    });
     try {
       await r.whenIdle();
       expect(fake.calls).toEqual([]);

@@ -6,10 +6,15 @@
  */
 import {
   diffConfigs,
+  entryCheckCommands,
   orderPrefixList,
   renderVtyshScript,
+  splitJsonObjects,
+  verifyEntryChecks,
+  verifyFull,
   verifyRunning,
   type ConfigChange,
+  type EntryCheck,
 } from '../../src/frr/config-diff.js';
 import {
   canonicalAddresses,
@@ -397,10 +402,14 @@ describe('diffConfigs: commands, contexts and order', () => {
       ],
     ],
     [
-      'a service goes away: seq 1 is replaced in place by "deny any", network removed',
+      'the last service goes away: its entry is removed, "deny any" added under a fresh number, network removed',
       base,
       nodeConf({ prefixes: [] }),
-      ['ip prefix-list 192.0.2.1-allowed-ipv4 seq 1 deny any', `${R} > ${AF4} : no network 198.51.100.10/32`],
+      [
+        'no ip prefix-list 192.0.2.1-allowed-ipv4 seq 1 permit 198.51.100.10/32',
+        'ip prefix-list 192.0.2.1-allowed-ipv4 seq 2 deny any',
+        `${R} > ${AF4} : no network 198.51.100.10/32`,
+      ],
     ],
     [
       'keyed neighbor setting: only the new value is sent',
@@ -661,7 +670,16 @@ function frrPrefixListModel(initial: string[], script: ConfigChange[]): string[]
   return out;
 }
 
+/** A list whose order matters (a deny entry first), numbered like the renderer numbers. */
 function pl(name: string, prefixes: string[]): string[] {
+  return [
+    `ip prefix-list ${name} seq 1 deny 192.0.2.0/24 le 32`,
+    ...[...prefixes].sort().map((p, i) => `ip prefix-list ${name} seq ${i + 2} permit ${p}`),
+  ];
+}
+
+/** A permit-only list numbered like the renderer numbers it (diffed as a set). */
+function plSet(name: string, prefixes: string[]): string[] {
   return [...prefixes].sort().map((p, i) => `ip prefix-list ${name} seq ${i + 1} permit ${p}`);
 }
 
@@ -678,7 +696,7 @@ function rng(seed: number): () => number {
   };
 }
 
-describe('prefix-list renumbering', () => {
+describe('prefix-lists whose order matters: renumbering in place', () => {
   const check = (from: string[], to: string[]) => {
     const d = diffConfigs(parseConfig(`${from.join('\n')}\n`), parseConfig(`${to.join('\n')}\n`));
     expect(d.unsafe).toEqual([]);
@@ -689,36 +707,43 @@ describe('prefix-list renumbering', () => {
   test('insertion at the front shifts every entry up: written in ascending order', () => {
     const d = check(pl('L', [addr(2), addr(3), addr(4)]), pl('L', [addr(1), addr(2), addr(3), addr(4)]));
     expect(cmds(d.changes)).toEqual([
-      `ip prefix-list L seq 1 permit ${addr(1)}`,
-      `ip prefix-list L seq 2 permit ${addr(2)}`,
-      `ip prefix-list L seq 3 permit ${addr(3)}`,
-      `ip prefix-list L seq 4 permit ${addr(4)}`,
+      `ip prefix-list L seq 2 permit ${addr(1)}`,
+      `ip prefix-list L seq 3 permit ${addr(2)}`,
+      `ip prefix-list L seq 4 permit ${addr(3)}`,
+      `ip prefix-list L seq 5 permit ${addr(4)}`,
+    ]);
+    expect(d.expectPrefixListSets.size).toBe(0);
+    expect(d.entryChecks.map((c) => `${c.seq} ${c.expect}`)).toEqual([
+      `2 permit ${addr(1)}`,
+      `3 permit ${addr(2)}`,
+      `4 permit ${addr(3)}`,
+      `5 permit ${addr(4)}`,
     ]);
   });
 
   test('removal at the front shifts every entry down: the last seq goes first', () => {
     const d = check(pl('L', [addr(1), addr(2), addr(3)]), pl('L', [addr(2), addr(3)]));
     expect(cmds(d.changes)).toEqual([
-      `no ip prefix-list L seq 3 permit ${addr(3)}`,
-      `ip prefix-list L seq 2 permit ${addr(3)}`,
-      `ip prefix-list L seq 1 permit ${addr(2)}`,
+      `no ip prefix-list L seq 4 permit ${addr(3)}`,
+      `ip prefix-list L seq 3 permit ${addr(3)}`,
+      `ip prefix-list L seq 2 permit ${addr(2)}`,
     ]);
   });
 
   test('a rotation (not something the renderer produces) is broken by one deletion', () => {
     const from = [
       'ip prefix-list L seq 1 permit 198.51.100.1/32',
-      'ip prefix-list L seq 2 permit 198.51.100.2/32',
+      'ip prefix-list L seq 2 deny 198.51.100.2/32',
     ];
     const to = [
-      'ip prefix-list L seq 1 permit 198.51.100.2/32',
+      'ip prefix-list L seq 1 deny 198.51.100.2/32',
       'ip prefix-list L seq 2 permit 198.51.100.1/32',
     ];
     const d = check(from, to);
     expect(cmds(d.changes)).toEqual([
       'no ip prefix-list L seq 1 permit 198.51.100.1/32',
       'ip prefix-list L seq 2 permit 198.51.100.1/32',
-      'ip prefix-list L seq 1 permit 198.51.100.2/32',
+      'ip prefix-list L seq 1 deny 198.51.100.2/32',
     ]);
   });
 
@@ -745,9 +770,9 @@ describe('prefix-list renumbering', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
     // List C disappears as a whole with one command, list D is new.
     expect(cmds(d.changes)).toContain('no ip prefix-list C');
-    expect(d.changes.filter((c) => c.command.startsWith('ip prefix-list D'))).toHaveLength(5);
+    expect(d.changes.filter((c) => c.command.startsWith('ip prefix-list D'))).toHaveLength(6);
     // Renumbering needs at most one command per seq of the old and new list.
-    expect(d.changes.length).toBeLessThanOrEqual(before.length * 2 + after.length + 100 + 5 + 1);
+    expect(d.changes.length).toBeLessThanOrEqual(before.length * 2 + after.length + 100 + 5 + 1 + 3);
   });
 
   test('random renumberings of sorted lists always converge (200 rounds)', () => {
@@ -761,6 +786,312 @@ describe('prefix-list renumbering', () => {
   });
 });
 
+/** Lines of each list, sequence numbers left out, sorted: what a set-shaped list means. */
+function asSets(lines: string[]): string[] {
+  return lines.map((l) => l.replace(/ seq \d+ /, ' ')).sort();
+}
+
+describe('prefix-lists diffed as sets (permit-only, or a single deny any)', () => {
+  /** Applies the diff to the FRR model; checks the result as sets and against prefixListsAfter. */
+  const check = (running: string[], from: string[], to: string[]) => {
+    const d = diffConfigs(parseConfig(`${from.join('\n')}\n`), parseConfig(`${to.join('\n')}\n`), {
+      running,
+    });
+    expect(d.unsafe).toEqual([]);
+    const after = frrPrefixListModel(running, [...d.changes]);
+    expect(asSets(after)).toEqual(asSets(to));
+    expect([...d.prefixListsAfter].sort()).toEqual([...after].sort());
+    return { d, after };
+  };
+  const all = Array.from({ length: 400 }, (_, i) => addr(i));
+
+  test('one prefix in the middle of 400: one command wherever it sorts, nothing renumbered', () => {
+    const base = all.filter((_, i) => i % 2 === 0);
+    for (const extra of [addr(1), addr(201), addr(399)]) {
+      const { d } = check(plSet('L', base), plSet('L', base), plSet('L', [...base, extra]));
+      expect(cmds(d.changes)).toEqual([`ip prefix-list L seq 201 permit ${extra}`]);
+      expect(d.entryChecks).toEqual([{ family: 'ip', list: 'L', seq: 201, expect: `permit ${extra}` }]);
+      expect(d.entriesOnly).toBe(true);
+      expect(d.expectPrefixListSets.get('ip prefix-list L')?.size).toBe(201);
+      expect(d.expectPresent).toEqual([]);
+    }
+  });
+
+  test("FRR's numbers differ from the render's: removals by FRR's number, additions above FRR's highest", () => {
+    // FRR holds the same prefixes as the last render, numbered differently (earlier set diffs).
+    const running = [
+      `ip prefix-list L seq 1 permit ${addr(10)}`,
+      `ip prefix-list L seq 7 permit ${addr(30)}`,
+      `ip prefix-list L seq 9 permit ${addr(20)}`,
+    ];
+    const last = plSet('L', [addr(10), addr(20), addr(30)]);
+    const next = plSet('L', [addr(5), addr(10), addr(30)]); // renumbered: .5 first, .20 gone
+    const { d, after } = check(running, last, next);
+    expect(cmds(d.changes)).toEqual([
+      `no ip prefix-list L seq 9 permit ${addr(20)}`,
+      `ip prefix-list L seq 10 permit ${addr(5)}`,
+    ]);
+    expect(after).toContain(`ip prefix-list L seq 7 permit ${addr(30)}`);
+    expect(d.entryChecks.map((c) => [c.seq, c.expect])).toEqual([
+      [9, null],
+      [10, `permit ${addr(5)}`],
+    ]);
+  });
+
+  test('the same render again against renumbered FRR seqs: nothing to do', () => {
+    const running = [`ip prefix-list L seq 4 permit ${addr(2)}`, `ip prefix-list L seq 3 permit ${addr(1)}`];
+    const r = plSet('L', [addr(1), addr(2)]);
+    const { d } = check(running, r, r);
+    expect(d.changes).toEqual([]);
+  });
+
+  test('deny any -> permits: deny any removed first (no silent duplicate), permits under fresh numbers', () => {
+    const deny = ['ip prefix-list L seq 1 deny any'];
+    const { d } = check(deny, deny, plSet('L', [addr(1), addr(2)]));
+    expect(cmds(d.changes)).toEqual([
+      'no ip prefix-list L seq 1 deny any',
+      `ip prefix-list L seq 2 permit ${addr(1)}`,
+      `ip prefix-list L seq 3 permit ${addr(2)}`,
+    ]);
+    expect(d.entryChecks.map((c) => [c.seq, c.expect])).toEqual([
+      [1, null],
+      [2, `permit ${addr(1)}`],
+      [3, `permit ${addr(2)}`],
+    ]);
+  });
+
+  test('permits -> deny any (the last Service goes), and IPv6 lists the same way', () => {
+    const running = [`ip prefix-list L seq 5 permit ${addr(1)}`, `ip prefix-list L seq 8 permit ${addr(2)}`];
+    const { d } = check(running, plSet('L', [addr(1), addr(2)]), ['ip prefix-list L seq 1 deny any']);
+    expect(cmds(d.changes)).toEqual([
+      `no ip prefix-list L seq 8 permit ${addr(2)}`,
+      `no ip prefix-list L seq 5 permit ${addr(1)}`,
+      'ip prefix-list L seq 9 deny any',
+    ]);
+    const v6 = check(
+      ['ipv6 prefix-list M seq 3 deny any'],
+      ['ipv6 prefix-list M seq 1 deny any'],
+      ['ipv6 prefix-list M seq 1 permit 2001:db8:100::7/128'],
+    );
+    expect(cmds(v6.d.changes)).toEqual([
+      'no ipv6 prefix-list M seq 3 deny any',
+      'ipv6 prefix-list M seq 4 permit 2001:db8:100::7/128',
+    ]);
+  });
+
+  test('a list FRR does not have (any more) is written whole; lists someone else made are left alone', () => {
+    const running = ['ip prefix-list theirs seq 5 permit 192.0.2.99/32'];
+    const to = plSet('L', [addr(1), addr(2)]);
+    const d = diffConfigs(parseConfig(`${to.join('\n')}\n`), parseConfig(`${to.join('\n')}\n`), { running });
+    expect(cmds(d.changes)).toEqual([
+      `ip prefix-list L seq 1 permit ${addr(1)}`,
+      `ip prefix-list L seq 2 permit ${addr(2)}`,
+    ]);
+    expect(d.prefixListsAfter.some((l) => l.includes('theirs'))).toBe(false);
+  });
+
+  test('IPv6 spelling: FRR prints canonical addresses; equal prefixes are equal', () => {
+    const running = ['ipv6 prefix-list M seq 1 permit 2001:db8:100::a/128'];
+    const to = ['ipv6 prefix-list M seq 1 permit 2001:DB8:100:0::A/128'];
+    const d = diffConfigs(parseConfig(`${to.join('\n')}\n`), parseConfig(`${to.join('\n')}\n`), { running });
+    expect(d.changes).toEqual([]);
+  });
+
+  test("a list that turns into one whose order matters is diffed by position against FRR's numbers", () => {
+    const running = [`ip prefix-list L seq 4 permit ${addr(1)}`];
+    const to = ['ip prefix-list L seq 1 deny 192.0.2.0/24 le 32', `ip prefix-list L seq 2 permit ${addr(1)}`];
+    const d = diffConfigs(
+      parseConfig(`${plSet('L', [addr(1)]).join('\n')}\n`),
+      parseConfig(`${to.join('\n')}\n`),
+      {
+        running,
+      },
+    );
+    expect(d.unsafe).toEqual([]);
+    expect(frrPrefixListModel(running, [...d.changes])).toEqual(to);
+    expect(d.expectPrefixListSets.size).toBe(0);
+  });
+
+  test('entriesOnly: Service changes yes; a new list with its route-map entry no', () => {
+    const base = nodeConf({ prefixes: ['198.51.100.10/32'] });
+    expect(diff(base, nodeConf({ prefixes: ['198.51.100.10/32', '198.51.100.9/32'] })).entriesOnly).toBe(
+      true,
+    );
+    expect(diff(base, nodeConf({ prefixes: [] })).entriesOnly).toBe(true);
+    expect(
+      diff(base, nodeConf({ prefixes: ['198.51.100.10/32'], community: ['198.51.100.10/32'] })).entriesOnly,
+    ).toBe(false);
+    expect(diff(base, nodeConf({ prefixes: ['198.51.100.10/32'], timers: '3 9' })).entriesOnly).toBe(false);
+  });
+
+  test('a burst of 250 changes in lists of 500: one command per prefix that comes or goes', () => {
+    const r = rng(3);
+    const big = Array.from({ length: 500 }, (_, i) => addr(i));
+    const before = big.filter(() => r() < 0.8);
+    const after = [...before.filter(() => r() < 0.75), ...big.filter((p) => !before.includes(p))];
+    const gone = before.filter((p) => !after.includes(p)).length;
+    const come = after.filter((p) => !before.includes(p)).length;
+    const { d } = check(
+      [...plSet('A', before), ...plSet('B', before)],
+      [...plSet('A', before), ...plSet('B', before)],
+      [...plSet('A', after), ...plSet('B', after.slice(0, 50))],
+    );
+    const inA = d.changes.filter((c) => / prefix-list A /.test(c.command));
+    expect(inA).toHaveLength(gone + come);
+  });
+
+  test('random rounds: FRR converges to the render as sets, numbers as predicted (300 rounds)', () => {
+    const r = rng(11);
+    let running = plSet('X', []);
+    let last: string[] = ['ip prefix-list X seq 1 deny any'];
+    running = [...last];
+    for (let round = 0; round < 300; round++) {
+      const pool = Array.from({ length: 30 }, (_, i) => addr(i * 5));
+      const want = pool.filter(() => r() < 0.4);
+      const next = want.length ? plSet('X', want) : ['ip prefix-list X seq 1 deny any'];
+      const { d, after } = check(running, last, next);
+      running = [...d.prefixListsAfter];
+      expect(asSets(after)).toEqual(asSets(next));
+      last = next;
+    }
+  });
+
+  test('fresh numbers near the top of the range fill gaps from 1 instead', () => {
+    const running = [`ip prefix-list L seq 4294967295 permit ${addr(1)}`];
+    const { d } = check(running, plSet('L', [addr(1)]), plSet('L', [addr(1), addr(2), addr(3)]));
+    expect(cmds(d.changes)).toEqual([
+      `ip prefix-list L seq 1 permit ${addr(2)}`,
+      `ip prefix-list L seq 2 permit ${addr(3)}`,
+    ]);
+  });
+});
+
+describe('verification of prefix-lists diffed as sets', () => {
+  test('verifyRunning compares them as sets: numbers do not matter, missing and extra entries do', () => {
+    const d = diff(plSet('L', [addr(1)]).join('\n'), plSet('L', [addr(1), addr(2)]).join('\n'));
+    const ok = parseConfig(
+      `ip prefix-list L seq 9 permit ${addr(2)}\nip prefix-list L seq 3 permit ${addr(1)}\n`,
+    );
+    expect(verifyRunning(d, ok)).toEqual([]);
+    const bad = parseConfig(
+      `ip prefix-list L seq 3 permit ${addr(1)}\nip prefix-list L seq 4 permit ${addr(7)}\n`,
+    );
+    expect(verifyRunning(d, bad)).toEqual([
+      `missing from ip prefix-list L: permit ${addr(2)}`,
+      `still in ip prefix-list L: permit ${addr(7)}`,
+    ]);
+  });
+
+  test('verifyFull: a list whose order matters must hold exactly the rendered entries', () => {
+    const want = parseConfig(`${pl('L', [addr(1)]).join('\n')}\n`);
+    expect(verifyFull(want, parseConfig(`${pl('L', [addr(1)]).join('\n')}\n`))).toEqual([]);
+    const extra = `${pl('L', [addr(1)]).join('\n')}\nip prefix-list L seq 9 permit ${addr(2)}\n`;
+    expect(verifyFull(want, parseConfig(extra))).toEqual([
+      `still in ip prefix-list L: ip prefix-list L seq 9 permit ${addr(2)}`,
+    ]);
+  });
+
+  test('verifyFull: the whole config against a running config with other numbers', () => {
+    const want = parseConfig(nodeConf({ prefixes: ['198.51.100.10/32', '198.51.100.9/32'] }));
+    const running = nodeConf({ prefixes: ['198.51.100.10/32', '198.51.100.9/32'] })
+      .replace('seq 1 permit 198.51.100.10/32', 'seq 7 permit 198.51.100.10/32')
+      .replace('seq 2 permit 198.51.100.9/32', 'seq 3 permit 198.51.100.9/32');
+    expect(verifyFull(want, parseConfig(running))).toEqual([]);
+    const missing = running.replace('    network 198.51.100.9/32\n', '');
+    expect(verifyFull(want, parseConfig(missing))).toEqual([
+      `missing: ${R} > ${AF4} > network 198.51.100.9/32`,
+    ]);
+    // A list that went away must be gone; one that is still there is reported.
+    const withOld = `${running}ip prefix-list old seq 1 deny any\n`;
+    expect(verifyFull(want, parseConfig(withOld), { goneLists: ['ip prefix-list old'] })).toEqual([
+      'still in ip prefix-list old: deny any',
+    ]);
+    // Removed lines are checked too (prefix-list entries are left to the list comparison).
+    const withTimers = running.replace(
+      '  neighbor 192.0.2.1 remote-as 64497\n',
+      '  neighbor 192.0.2.1 remote-as 64497\n  neighbor 192.0.2.1 timers 3 9\n',
+    );
+    expect(
+      verifyFull(want, parseConfig(withTimers), {
+        absent: [
+          [R, 'neighbor 192.0.2.1 timers 3 9'],
+          ['ip prefix-list 192.0.2.1-allowed-ipv4 seq 1 permit 198.51.100.10/32'],
+        ],
+      }),
+    ).toEqual([`still present: ${R} > neighbor 192.0.2.1 timers 3 9`]);
+  });
+});
+
+describe('targeted entry checks (show … prefix-list NAME seq N json)', () => {
+  // Verbatim shape of FRR 8.4.4's answer (zebra and bgpd, one object each, pretty-printed).
+  const answer = (list: string, entries: object[]) =>
+    ['ZEBRA', 'BGP'].map((d) => JSON.stringify({ [d]: { [list]: { entries } } }, null, 2)).join('\n');
+  const e = (seq: number, type: string, prefix: string) => ({
+    sequenceNumber: seq,
+    type,
+    prefix,
+    hitCount: 0,
+    referenceCount: 0,
+  });
+  const checks: EntryCheck[] = [
+    { family: 'ip', list: 'L', seq: 3, expect: 'permit 198.51.100.3/32' },
+    { family: 'ip', list: 'L', seq: 1, expect: null },
+    { family: 'ipv6', list: 'M', seq: 2, expect: 'deny any' },
+  ];
+
+  test('commands, one per number', () => {
+    expect(entryCheckCommands(checks)).toEqual([
+      'show ip prefix-list L seq 3 json',
+      'show ip prefix-list L seq 1 json',
+      'show ipv6 prefix-list M seq 2 json',
+    ]);
+    // ge: FRR's JSON for it was never seen, so such entries are checked with show running-config.
+    expect(
+      entryCheckCommands([{ family: 'ip', list: 'G', seq: 1, expect: 'permit 198.51.100.0/24 ge 28' }]),
+    ).toBeNull();
+    // One name in both families: the answers could not be told apart.
+    expect(entryCheckCommands([...checks, { family: 'ipv6', list: 'L', seq: 1, expect: null }])).toBeNull();
+  });
+
+  test('all as expected', () => {
+    const out = [
+      answer('L', [e(3, 'permit', '198.51.100.3/32')]),
+      answer('L', []),
+      answer('M', [e(2, 'deny', 'any')]),
+    ].join('\n');
+    expect(verifyEntryChecks(checks, out)).toEqual([]);
+    // What FRR 8.4 really answers for "deny any": the zero prefix, le 128 (le 32 for IPv4).
+    const any6 = { ...e(2, 'deny', '::/0'), maximumPrefixLength: 128 };
+    expect(verifyEntryChecks([checks[2]!], answer('M', [any6]))).toEqual([]);
+    // The zero prefix alone (the default route) is not "any".
+    expect(verifyEntryChecks([checks[2]!], answer('M', [e(2, 'deny', '::/0')]))).toEqual([
+      'ZEBRA: ipv6 prefix-list M seq 2 is deny ::/0, want deny any',
+      'BGP: ipv6 prefix-list M seq 2 is deny ::/0, want deny any',
+    ]);
+    const le = { family: 'ip' as const, list: 'G', seq: 2, expect: 'permit 198.51.100.0/24 le 32' };
+    const leAnswer = answer('G', [{ ...e(2, 'permit', '198.51.100.0/24'), maximumPrefixLength: 32 }]);
+    expect(verifyEntryChecks([le], leAnswer)).toEqual([]);
+  });
+
+  test('an entry FRR dropped, one still there, a list that does not exist, garbage', () => {
+    const out = [answer('L', []), answer('L', [e(1, 'permit', '198.51.100.1/32')])].join('');
+    expect(verifyEntryChecks(checks, out)).toEqual([
+      'ZEBRA: ip prefix-list L seq 3 is missing, want permit 198.51.100.3/32',
+      'BGP: ip prefix-list L seq 3 is missing, want permit 198.51.100.3/32',
+      'still present in ZEBRA: ip prefix-list L seq 1 permit 198.51.100.1/32',
+      'still present in BGP: ip prefix-list L seq 1 permit 198.51.100.1/32',
+      'missing: ipv6 prefix-list M seq 2 deny any (no daemon shows M)',
+    ]);
+    expect(verifyEntryChecks(checks, '% Unknown command: show ip prefix-list L seq 3 json\n')[0]).toMatch(
+      /unexpected output: % Unknown command/,
+    );
+  });
+
+  test('splitJsonObjects reads objects back to back, strings with braces included', () => {
+    expect(splitJsonObjects('{"a":"}{"}\n{"b":[1,{"c":2}]}')).toEqual([{ a: '}{' }, { b: [1, { c: 2 }] }]);
+  });
+});
+
 describe('renderVtyshScript', () => {
   test('groups commands per context and leaves every context explicitly', () => {
     const d = diff(
@@ -769,7 +1100,8 @@ describe('renderVtyshScript', () => {
     );
     expect(renderVtyshScript(d.changes)).toBe(
       [
-        'ip prefix-list 192.0.2.1-allowed-ipv4 seq 1 permit 198.51.100.11/32',
+        'no ip prefix-list 192.0.2.1-allowed-ipv4 seq 1 permit 198.51.100.10/32',
+        'ip prefix-list 192.0.2.1-allowed-ipv4 seq 2 permit 198.51.100.11/32',
         'router bgp 64496',
         ' no neighbor 192.0.2.2',
         ' address-family ipv4 unicast',
