@@ -7,6 +7,7 @@ import { runAllocate } from './allocate.js';
 import { runRender } from './render.js';
 import { runSpeaker } from './speaker.js';
 import { runFrrReloader } from './frr-reloader.js';
+import { runController } from './controller.js';
 import { UsageError, type Io, processIo } from './io.js';
 import { runValidate } from './validate.js';
 
@@ -27,6 +28,8 @@ Usage:
   ironlb frr-reloader --dir DIR [--pathspace NS]
       FRR sidecar: apply every new DIR/frr.conf to the running FRR (incrementally through vtysh,
       frr-reload.py as the fallback) and report the result in DIR/frr-status.json.
+  ironlb controller [--kubeconfig PATH] [--namespace NS] [--lb-class CLASS]
+      Allocate Service IPs on a cluster (Lease leader election; one active replica).
   ironlb help | --help       This text.
   ironlb version | --version The version.
 `;
@@ -39,6 +42,7 @@ const COMMANDS: Record<string, Command> = {
   render: runRender,
   speaker: (args, io) => runSpeaker(args, io),
   'frr-reloader': (args, io) => runFrrReloader(args, io),
+  controller: (args, io) => runController(args, io),
 };
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {

@@ -4,7 +4,14 @@
  * back-off on transport errors, an idle timeout so a silently dead connection is noticed, and a
  * periodic resync that re-delivers every object to the handlers.
  */
-import { ApiError, type KObject, type KubeClient, type Resource, type WatchEvent } from './client.js';
+import {
+  ApiError,
+  WatchIdleError,
+  type KObject,
+  type KubeClient,
+  type Resource,
+  type WatchEvent,
+} from './client.js';
 import type { Logger } from '../util/log.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete' | 'resync';
@@ -34,15 +41,18 @@ export function objectKey(o: KObject): string {
 export class Informer<T extends KObject> {
   private readonly cache = new Map<string, T>();
   private readonly handlers = new Set<Handler<T>>();
-  private readonly syncWaiters: Array<() => void> = [];
+  private syncWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private rv = '';
-  private synced = false;
+  private isSynced = false;
   private abort: AbortController | undefined;
   private loop: Promise<void> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private backoff: number;
-  /** Counters for tests and metrics. */
-  readonly stats = { lists: 0, watches: 0, events: 0, relists410: 0, errors: 0 };
+  /**
+   * Counters for tests and metrics. `errors` counts failed lists and watches (idle timeouts
+   * included), `idleTimeouts` the watches closed by the idle timer.
+   */
+  readonly stats = { lists: 0, watches: 0, events: 0, relists410: 0, errors: 0, idleTimeouts: 0 };
 
   constructor(
     private readonly client: KubeClient,
@@ -53,7 +63,12 @@ export class Informer<T extends KObject> {
   }
 
   get hasSynced(): boolean {
-    return this.synced;
+    return this.isSynced;
+  }
+
+  /** The resourceVersion the next watch starts from ('' before the first list). */
+  get resourceVersion(): string {
+    return this.rv;
   }
 
   list(): T[] {
@@ -62,6 +77,18 @@ export class Informer<T extends KObject> {
 
   get(key: string): T | undefined {
     return this.cache.get(key);
+  }
+
+  /**
+   * Puts an object we just wrote into the cache (no events), so the next reconcile sees our own
+   * write even before the watch delivers it. Ignored when the cache already holds a newer one.
+   */
+  assume(obj: T): void {
+    const key = objectKey(obj);
+    const cur = this.cache.get(key);
+    const rv = (o: T | undefined) => Number(o?.metadata.resourceVersion ?? 0);
+    if (cur && Number.isFinite(rv(cur)) && Number.isFinite(rv(obj)) && rv(cur) > rv(obj)) return;
+    this.cache.set(key, obj);
   }
 
   onEvent(h: Handler<T>): () => void {
@@ -83,16 +110,20 @@ export class Informer<T extends KObject> {
     return this.waitSynced();
   }
 
+  /** Resolves after the first full list; rejects when the informer is stopped before that. */
   waitSynced(): Promise<void> {
-    if (this.synced) return Promise.resolve();
-    return new Promise((resolve) => this.syncWaiters.push(resolve));
+    if (this.isSynced) return Promise.resolve();
+    return new Promise((resolve, reject) => this.syncWaiters.push({ resolve, reject }));
   }
 
   async stop(): Promise<void> {
     this.abort?.abort();
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.resyncTimer = undefined;
     await this.loop;
     this.loop = undefined;
+    const err = new Error(`informer ${this.resource.plural} stopped before its first list`);
+    for (const w of this.syncWaiters.splice(0)) w.reject(err);
   }
 
   private emit(type: InformerEvent, obj: T, old?: T): void {
@@ -106,14 +137,18 @@ export class Informer<T extends KObject> {
   }
 
   private async run(signal: AbortSignal): Promise<void> {
+    const initialBackoff = this.opts.backoffInitialMs ?? 200;
     let needList = true;
     while (!signal.aborted) {
       try {
         if (needList) {
-          await this.relist();
+          await this.relist(signal);
           needList = false;
+          if (signal.aborted) break;
         }
         this.stats.watches++;
+        const t0 = Date.now();
+        const events0 = this.stats.events;
         await this.client.watch<T>(
           this.resource,
           {
@@ -124,12 +159,21 @@ export class Informer<T extends KObject> {
             timeoutSeconds: this.opts.watchTimeoutSeconds ?? 300,
           },
           (e) => {
+            // client.watch turns a throw into its rejection (and closes the stream).
             if (this.apply(e) === 'gone') throw new ApiError(410, 'Expired', 'resource version too old');
           },
           signal,
           this.opts.idleMs ?? ((this.opts.watchTimeoutSeconds ?? 300) + 30) * 1000,
         );
-        this.backoff = this.opts.backoffInitialMs ?? 200;
+        if (signal.aborted) break;
+        if (Date.now() - t0 < 1000 && this.stats.events === events0) {
+          // A watch the server ended at once without a single event (e.g. an apiserver shutting
+          // down): do not spin.
+          await sleep(this.backoff, signal);
+          this.backoff = Math.min(this.backoff * 2, this.opts.backoffMaxMs ?? 10_000);
+        } else {
+          this.backoff = initialBackoff;
+        }
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof ApiError && e.status === 410) {
@@ -138,15 +182,25 @@ export class Informer<T extends KObject> {
           continue;
         }
         this.stats.errors++;
-        this.opts.log.warn('watch failed, retrying', {
+        if (e instanceof WatchIdleError) {
+          // The connection was silently dead; the server was not necessarily unhealthy, so
+          // re-watch at once (the idle time itself limits the rate).
+          this.stats.idleTimeouts++;
+          this.opts.log.warn('watch idle, reconnecting', {
+            resource: this.resource.plural,
+            idleMs: e.idleMs,
+          });
+          continue;
+        }
+        this.opts.log.warn(needList ? 'list failed, retrying' : 'watch failed, retrying', {
           resource: this.resource.plural,
           error: e instanceof Error ? e.message : String(e),
           retryMs: this.backoff,
         });
         await sleep(this.backoff, signal);
         this.backoff = Math.min(this.backoff * 2, this.opts.backoffMaxMs ?? 10_000);
-        // A failed list is retried by the next round; a failed watch resumes from rv.
-        if (!this.synced) needList = true;
+        // A failed list is retried by the next round (needList is still set); a failed watch
+        // resumes from rv.
       }
     }
   }
@@ -175,7 +229,7 @@ export class Informer<T extends KObject> {
   }
 
   /** Full list; the cache is replaced and the differences are delivered as events. */
-  private async relist(): Promise<void> {
+  private async relist(signal: AbortSignal): Promise<void> {
     this.stats.lists++;
     const fresh = new Map<string, T>();
     let cont: string | undefined;
@@ -187,11 +241,13 @@ export class Informer<T extends KObject> {
         ...(this.opts.fieldSelector ? { fieldSelector: this.opts.fieldSelector } : {}),
         limit: this.opts.pageSize ?? 500,
         ...(cont ? { continue: cont } : {}),
+        signal,
       });
       for (const item of page.items) fresh.set(objectKey(item), item);
       rv = page.metadata.resourceVersion;
       cont = page.metadata.continue || undefined;
-    } while (cont);
+    } while (cont && !signal.aborted);
+    if (signal.aborted) return;
     const old = new Map(this.cache);
     this.cache.clear();
     for (const [k, v] of fresh) this.cache.set(k, v);
@@ -202,9 +258,9 @@ export class Informer<T extends KObject> {
       else if (prev.metadata.resourceVersion !== v.metadata.resourceVersion) this.emit('update', v, prev);
     }
     for (const [k, v] of old) if (!fresh.has(k)) this.emit('delete', v, v);
-    if (!this.synced) {
-      this.synced = true;
-      for (const w of this.syncWaiters.splice(0)) w();
+    if (!this.isSynced) {
+      this.isSynced = true;
+      for (const w of this.syncWaiters.splice(0)) w.resolve();
     }
   }
 }
