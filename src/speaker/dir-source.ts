@@ -24,6 +24,8 @@ export class DirSource implements ObjectSource {
   private onChange: ((objects: readonly LoadedObject[]) => void) | undefined;
   private pending = new Set<string>();
   private reading: Promise<void> = Promise.resolve();
+  /** Until chokidar's initial scan is complete, events only collect paths (no partial sets). */
+  private ready = false;
 
   constructor(
     private readonly dir: string,
@@ -46,13 +48,14 @@ export class DirSource implements ObjectSource {
     w.on('unlink', (p: string) => this.mark(p));
     w.on('error', (e: unknown) => this.log.error('watch error', { dir: this.dir, error: String(e) }));
     await ready;
+    this.ready = true;
     await this.flush();
   }
 
   private mark(path: string): void {
     if (!YAML.test(path) || basename(path).startsWith('.')) return;
     this.pending.add(path);
-    if (this.timer) return;
+    if (!this.ready || this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.reading = this.reading.then(() => this.flush());
