@@ -85,11 +85,14 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     write: (l) => io.err(l),
     base: { component: 'speaker', node },
   });
+  // Schema compilation takes a while: do it before membership starts its sub-second timers.
+  const schemas = CrdSchemas.load();
+  const renderer = new FrrRenderer();
   const l2 = l2Enabled ? await startL2(flags, node, log) : undefined;
   const speaker = new BgpSpeaker({
     node,
-    schemas: CrdSchemas.load(),
-    renderer: new FrrRenderer(),
+    schemas,
+    renderer,
     ...(frrDir ? { sink: new DirectorySink(frrDir) } : {}),
     ...(l2 ? { l2: l2.announcer } : {}),
     ...(l2?.nodeLiveness ? { nodeLiveness: l2.nodeLiveness } : {}),
