@@ -11,7 +11,9 @@ import { DEFAULT_NAMESPACE } from '../config/parse.js';
 import { FrrRenderer } from '../frr/render.js';
 import { FRR_LEVELS, type LogLevel } from '../frr/viewmodel.js';
 import { BgpSpeaker, DirectorySink } from '../speaker/bgp-speaker.js';
-import { DirSource } from '../speaker/dir-source.js';
+import { DirSource, type ObjectSource } from '../speaker/dir-source.js';
+import { K8sSource } from '../speaker/k8s-source.js';
+import { KubeClient } from '../k8s/client.js';
 import { readFile } from 'node:fs/promises';
 import { createLogger, type Logger } from '../util/log.js';
 import { L2Announcer, NodeListLiveness } from '../l2/announcer.js';
@@ -42,6 +44,7 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   const flags = parseFlags(args, [
     { name: 'node' },
     { name: 'node-name' },
+    { name: 'kubeconfig' },
     { name: 'source' },
     { name: 'frr-dir' },
     { name: 'hostname' },
@@ -62,9 +65,9 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   if (!node) throw new UsageError('--node NAME is required');
   const np = nodeNameProblem(node);
   if (np) throw new UsageError(`--node: ${np}`);
-  const source = one(flags, 'source') ?? '';
-  if (!source.startsWith('dir:') || source.length <= 4) {
-    throw new UsageError('--source dir:PATH is required (the Kubernetes source comes with the controller)');
+  const source = one(flags, 'source') ?? 'k8s';
+  if (source !== 'k8s' && (!source.startsWith('dir:') || source.length <= 4)) {
+    throw new UsageError('--source must be k8s (the API, default) or dir:PATH');
   }
   const frrDir = one(flags, 'frr-dir');
   const l2Enabled = flags.l2 !== undefined;
@@ -105,7 +108,16 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     ignoreExcludeLabel: flags['ignore-exclude-lb'] !== undefined,
     debounceMs,
   });
-  const dir = new DirSource(source.slice(4), log);
+  let client: KubeClient | undefined;
+  let dir: ObjectSource;
+  if (source === 'k8s') {
+    try {
+      client = await KubeClient.fromKubeConfig(one(flags, 'kubeconfig') ?? process.env.KUBECONFIG);
+    } catch (e) {
+      throw new UsageError(`cannot load kubeconfig: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    dir = new K8sSource({ client, namespace: one(flags, 'namespace') ?? DEFAULT_NAMESPACE, log });
+  } else dir = new DirSource(source.slice(4), log);
   await dir.start((objs) => speaker.update(objs));
   log.info('speaker started', { source, frrDir });
   const why = await untilSignal(signal);
@@ -114,6 +126,7 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   await speaker.drain();
   await speaker.stop();
   await l2?.stop();
+  client?.close();
   return 0;
 }
 
