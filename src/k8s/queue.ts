@@ -38,9 +38,19 @@ export class WorkQueue {
     this.loop = this.run();
   }
 
+  /**
+   * Stops after the running reconcile (if any). Keys still queued, and keys waiting for a retry,
+   * stay queued for a later start(); add() is ignored until then.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const [key, t] of this.timers) {
+      clearTimeout(t);
+      if (!this.queued.has(key)) {
+        this.queued.add(key);
+        this.queue.push(key);
+      }
+    }
     this.timers.clear();
     this.wake?.();
     await this.loop;
@@ -73,9 +83,9 @@ export class WorkQueue {
     return this.queue.length;
   }
 
-  /** Resolves when nothing is queued or running (tests). */
+  /** Resolves when nothing is queued or running, or once the queue is stopped (tests). */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && !this.processing) return Promise.resolve();
+    if ((this.queue.length === 0 || this.stopped) && this.processing === undefined) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -112,7 +122,17 @@ export class WorkQueue {
         this.addAfter(key, Math.min(base * 2 ** (n - 1), this.opts.backoffMaxMs ?? 30_000));
       } else {
         this.failures.delete(key);
-        if (result === 'reprocessAll') this.opts.onReprocessAll?.();
+        if (result === 'reprocessAll') {
+          try {
+            this.opts.onReprocessAll?.();
+          } catch (e) {
+            // A throw here would end the loop (and reject it, unobserved until stop()).
+            this.opts.log.error('onReprocessAll failed', {
+              queue: this.opts.name,
+              error: e instanceof Error ? e.message : String(e),
+            });
+          }
+        }
       }
     }
     for (const w of this.idleWaiters.splice(0)) w();
