@@ -71,6 +71,11 @@ export class LeaderElector {
     }
   }
 
+  /** Lease calls never wait out server-requested retries: a late renew is worse than a failed one. */
+  private get reqOpts(): { retries: number; timeoutMs: number } {
+    return { retries: 0, timeoutMs: this.o.renewMs ?? 5_000 };
+  }
+
   private get leaseMs(): number {
     return this.o.leaseMs ?? 15_000;
   }
@@ -113,7 +118,7 @@ export class LeaderElector {
     const now = Date.now();
     let lease: Lease | undefined;
     try {
-      lease = await client.get<Lease>(RESOURCES.leases, namespace, name);
+      lease = await client.get<Lease>(RESOURCES.leases, namespace, name, this.reqOpts);
     } catch (e) {
       if (!(e instanceof ApiError) || e.status !== 404) throw e;
     }
@@ -124,12 +129,17 @@ export class LeaderElector {
     };
     if (!lease) {
       try {
-        await client.create(RESOURCES.leases, namespace, {
-          apiVersion: 'coordination.k8s.io/v1',
-          kind: 'Lease',
-          metadata: { name, namespace },
-          spec: { ...spec, acquireTime: micro(now), leaseTransitions: 0 },
-        });
+        await client.create(
+          RESOURCES.leases,
+          namespace,
+          {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name, namespace },
+            spec: { ...spec, acquireTime: micro(now), leaseTransitions: 0 },
+          },
+          this.reqOpts,
+        );
         return true;
       } catch (e) {
         if (e instanceof ApiError && e.status === 409) return false;
@@ -152,7 +162,7 @@ export class LeaderElector {
       },
     };
     try {
-      await client.update(RESOURCES.leases, next);
+      await client.update(RESOURCES.leases, next, undefined, this.reqOpts);
       return true;
     } catch (e) {
       if (e instanceof ApiError && e.status === 409) return false;
