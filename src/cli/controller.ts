@@ -12,7 +12,7 @@ import { EventRecorder } from '../k8s/events.js';
 import { LeaderElector } from '../k8s/leader.js';
 import { createLogger } from '../util/log.js';
 import { one, parseFlags, UsageError, type Io } from './io.js';
-import { untilSignal } from './speaker.js';
+import { newMetrics, portFlag, startObservability, untilSignal } from './speaker.js';
 
 export async function runController(args: string[], io: Io, signal?: AbortSignal): Promise<number> {
   const flags = parseFlags(args, [
@@ -25,6 +25,9 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
     { name: 'lease-duration-ms' },
     { name: 'renew-ms' },
     { name: 'no-leader-election', boolean: true },
+    { name: 'port' },
+    { name: 'health-probe-port' },
+    { name: 'host' },
   ]);
   const namespace = one(flags, 'namespace') ?? process.env.METALLB_NAMESPACE ?? DEFAULT_NAMESPACE;
   const level = one(flags, 'log-level') ?? 'info';
@@ -39,6 +42,8 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
   const leaseMs = num('lease-duration-ms', 15_000);
   const renewMs = num('renew-ms', 5_000);
   if (renewMs >= leaseMs) throw new UsageError('--renew-ms must be shorter than --lease-duration-ms');
+  const metricsPort = portFlag(one(flags, 'port'), 'port', 9120);
+  const healthPort = portFlag(one(flags, 'health-probe-port'), 'health-probe-port', 17472);
   const identity = one(flags, 'identity') ?? process.env.METALLB_POD_NAME ?? `${hostname()}-${process.pid}`;
   const log = createLogger({
     level: level as 'debug' | 'info' | 'warn' | 'error',
@@ -54,6 +59,16 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
   }
   const schemas = CrdSchemas.load();
   const recorder = new EventRecorder(client, 'metallb-controller', log);
+  const metrics = newMetrics(['allocator', 'k8s', 'ironlb'], log);
+  const host = one(flags, 'host') ?? process.env.METALLB_HOST ?? '';
+  const stopObservability = await startObservability({
+    metrics,
+    port: metricsPort,
+    healthPort,
+    host,
+    healthHost: host,
+    log,
+  });
   let controller: Controller | undefined;
   const onStart = async () => {
     controller = new Controller({
@@ -63,6 +78,16 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
       recorder,
       log,
       lbClass: one(flags, 'lb-class') ?? '',
+      hooks: {
+        onPoolCounters: (name, c) => metrics.setPoolCounters(name, c),
+        onPoolDeleted: (name) => metrics.deletePool(name),
+        onConfig: (loaded, stale) => {
+          metrics.setConfigLoaded(loaded);
+          metrics.setConfigStale(stale);
+        },
+        onReconcile: (ok) => metrics.recordUpdate(ok),
+        onAssigned: (seconds) => metrics.observeServiceIpAssign(seconds),
+      },
       ...(elector ? { canAct: () => elector!.canAct() } : {}),
       ...(process.env.METALLB_POD_NAME ? { podName: process.env.METALLB_POD_NAME } : {}),
       ...(process.env.METALLB_POD_UID ? { podUID: process.env.METALLB_POD_UID } : {}),
@@ -98,6 +123,7 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
   if (elector) await elector.stop();
   else await onStop();
   await recorder.flush();
+  await stopObservability();
   client.close();
   leaseClient?.close();
   return 0;

@@ -3,20 +3,37 @@
  * BGP (with `--frr-dir`): renders this node's frr.conf on every change for the FRR reloader
  * (`ironlb frr-reloader`) to apply. L2 (with `--l2`): elects one owner per IP and drives the
  * native ARP/NDP helper; with `--ml-bind-addr` liveness comes from the speakers' own membership
- * protocol (UDP), else every known Node counts as live. Runs until SIGTERM or SIGINT.
+ * protocol (UDP), else every known Node counts as live. With `--source k8s` it also writes its
+ * status objects and events (speaker/status-writer.ts). Metrics on `--port` (default 9120, 0
+ * disables), /healthz and /readyz on 127.0.0.1:`--health-probe-port` (default 17472). Runs until
+ * SIGTERM or SIGINT.
  */
 import { CrdSchemas } from '../config/schema.js';
 import { nodeNameProblem } from '../config/grammar.js';
 import { DEFAULT_NAMESPACE } from '../config/parse.js';
 import { FrrRenderer } from '../frr/render.js';
 import { FRR_LEVELS, type LogLevel } from '../frr/viewmodel.js';
-import { BgpSpeaker, DirectorySink } from '../speaker/bgp-speaker.js';
+import { BgpSpeaker, DirectorySink, type BgpSpeakerStatus } from '../speaker/bgp-speaker.js';
 import { DirSource, type ObjectSource } from '../speaker/dir-source.js';
 import { K8sSource } from '../speaker/k8s-source.js';
+import { speakerServiceFrom } from '../speaker/inputs.js';
+import {
+  StatusWriter,
+  type L2Announcement,
+  type ServiceRef,
+  type SpeakerState,
+} from '../speaker/status-writer.js';
+import type { LoadedObject } from '../config/load.js';
+import { formatIP } from '../ip/ip.js';
 import { KubeClient } from '../k8s/client.js';
+import { EventRecorder } from '../k8s/events.js';
+import { Metrics, type AnnounceProtocol, type MetricGroup } from '../observability/metrics.js';
+import { ObservabilityServer } from '../observability/server.js';
+import { Registry } from 'prom-client';
 import { readFile } from 'node:fs/promises';
 import { createLogger, type Logger } from '../util/log.js';
-import { L2Announcer, NodeListLiveness } from '../l2/announcer.js';
+import { asRecord, asString } from '../util/shape.js';
+import { L2Announcer, NodeListLiveness, type AnnouncerStatus } from '../l2/announcer.js';
 import { L2Helper } from '../l2/helper.js';
 import { compileExcludes, DEFAULT_EXCLUDES, scanInterfaces } from '../l2/interfaces.js';
 import { DEFAULT_PORT, Membership } from '../l2/membership.js';
@@ -60,6 +77,9 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     { name: 'ml-bind-port' },
     { name: 'ml-seeds' },
     { name: 'ml-secret-file' },
+    { name: 'port' },
+    { name: 'health-probe-port' },
+    { name: 'host' },
   ]);
   const node = one(flags, 'node') ?? one(flags, 'node-name') ?? process.env.METALLB_NODE_NAME;
   if (!node) throw new UsageError('--node NAME is required');
@@ -83,11 +103,14 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   if (!Number.isInteger(debounceMs) || debounceMs <= 0) {
     throw new UsageError('--bgp-debounce-timeout must be a positive number of milliseconds');
   }
+  const metricsPort = portFlag(one(flags, 'port'), 'port', 9120);
+  const healthPort = portFlag(one(flags, 'health-probe-port'), 'health-probe-port', 17472);
   const log = createLogger({
     level: level === 'debug' || level === 'all' ? 'debug' : 'info',
     write: (l) => io.err(l),
     base: { component: 'speaker', node },
   });
+  const metrics = newMetrics(['k8s', 'speaker', 'layer2', 'ironlb'], log);
   // Schema compilation takes a while: do it before membership starts its sub-second timers.
   const schemas = CrdSchemas.load();
   const renderer = new FrrRenderer();
@@ -110,28 +133,224 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   });
   let client: KubeClient | undefined;
   let dir: ObjectSource;
+  let writer: StatusWriter | undefined;
+  let recorder: EventRecorder | undefined;
+  const namespace = one(flags, 'namespace') ?? DEFAULT_NAMESPACE;
   if (source === 'k8s') {
     try {
       client = await KubeClient.fromKubeConfig(one(flags, 'kubeconfig') ?? process.env.KUBECONFIG);
     } catch (e) {
       throw new UsageError(`cannot load kubeconfig: ${e instanceof Error ? e.message : String(e)}`);
     }
-    dir = new K8sSource({ client, namespace: one(flags, 'namespace') ?? DEFAULT_NAMESPACE, log });
+    dir = new K8sSource({ client, namespace, log });
+    recorder = new EventRecorder(client, 'metallb-speaker', log);
+    writer = new StatusWriter({
+      client,
+      namespace,
+      node,
+      log: log.child({ part: 'status' }),
+      recorder,
+      ...(process.env.METALLB_POD_NAME ? { podName: process.env.METALLB_POD_NAME } : {}),
+      ...(process.env.METALLB_POD_UID ? { podUID: process.env.METALLB_POD_UID } : {}),
+    });
+    writer.start();
   } else dir = new DirSource(source.slice(4), log);
-  await dir.start((objs) => speaker.update(objs));
+  const stopObservability = await startObservability({
+    metrics,
+    port: metricsPort,
+    healthPort,
+    host: one(flags, 'host') ?? process.env.METALLB_HOST ?? '',
+    healthHost: '127.0.0.1',
+    log,
+  });
+  // Status objects, events and metrics follow the speaker's state, off its update path: one
+  // coalesced publish after a burst of updates (and after every L2 reconcile).
+  let objects: readonly LoadedObject[] = [];
+  let publishTimer: NodeJS.Timeout | undefined;
+  const series = new AnnouncedSeries(metrics, node);
+  const publish = () => {
+    publishTimer = undefined;
+    try {
+      const state = speakerState(objects, speaker.status(), l2?.announcer.status());
+      series.sync(state);
+      writer?.update(state);
+    } catch (e) {
+      log.error('publishing the speaker state failed', { error: e instanceof Error ? e.message : String(e) });
+    }
+  };
+  const schedulePublish = () => {
+    publishTimer ??= setTimeout(publish, 20);
+  };
+  const unsubL2 = l2?.announcer.onChange(schedulePublish);
+  const l2Stats = l2 ? pollLayer2Stats(l2.helper, metrics, log) : undefined;
+  await dir.start((objs) => {
+    speaker.update(objs);
+    objects = objs;
+    const st = speaker.status();
+    metrics.recordUpdate(!st.configStale);
+    metrics.setConfigLoaded(st.configLoaded);
+    metrics.setConfigStale(st.configStale);
+    schedulePublish();
+  });
   log.info('speaker started', { source, frrDir });
   const why = await untilSignal(signal);
   log.info('speaker stopping', { signal: why });
   await dir.stop();
+  unsubL2?.();
+  if (l2Stats) clearInterval(l2Stats);
+  if (publishTimer) clearTimeout(publishTimer);
+  await writer?.stop();
   await speaker.drain();
   await speaker.stop();
   await l2?.stop();
+  await recorder?.flush();
+  await stopObservability();
   client?.close();
   return 0;
 }
 
+/** A port flag: 0-65535 (0 = disabled). */
+export function portFlag(text: string | undefined, name: string, dflt: number): number {
+  if (text === undefined || text === '') return dflt;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--${name} must be 0-65535`);
+  return n;
+}
+
+/** Metrics on a registry of their own (never prom-client's global one). */
+export function newMetrics(groups: readonly MetricGroup[], log: Logger): Metrics {
+  return new Metrics({
+    registry: new Registry(),
+    groups,
+    onCollectorError: (name, err) => log.warn('metrics collector failed', { name, error: String(err) }),
+  });
+}
+
+/**
+ * The metrics listener (`port`, all of /metrics) and the health listener (`healthPort` on
+ * `healthHost`: /healthz, /livez, /readyz), as upstream. A port of 0 disables that listener. A
+ * listener that cannot bind is logged and left out: the component keeps running (its liveness
+ * probe then fails where one is configured). Returns the function that stops both.
+ */
+export async function startObservability(o: {
+  metrics: Metrics;
+  port: number;
+  healthPort: number;
+  host: string;
+  healthHost: string;
+  log: Logger;
+}): Promise<() => Promise<void>> {
+  const servers: ObservabilityServer[] = [];
+  const want: Array<{ host: string; port: number; endpoints: Array<'metrics' | 'health'> }> = [];
+  if (o.port) want.push({ host: o.host, port: o.port, endpoints: ['metrics'] });
+  if (o.healthPort) {
+    if (o.healthPort === o.port) want[0]!.endpoints.push('health');
+    else want.push({ host: o.healthHost, port: o.healthPort, endpoints: ['health'] });
+  }
+  for (const w of want) {
+    const srv = new ObservabilityServer({ ...w, metrics: o.metrics, log: o.log });
+    try {
+      await srv.start();
+      servers.push(srv);
+      o.log.info('serving', { endpoints: w.endpoints, url: srv.url() });
+    } catch (e) {
+      o.log.error('cannot listen; continuing without', {
+        endpoints: w.endpoints,
+        port: w.port,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
+  }
+  return async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+  };
+}
+
+/** The speaker's state for the status writer and the metrics. */
+function speakerState(
+  objects: readonly LoadedObject[],
+  bgp: BgpSpeakerStatus,
+  l2: AnnouncerStatus | undefined,
+): SpeakerState {
+  const wanted = new Set<string>(bgp.announced.keys());
+  for (const k of l2?.served.keys() ?? []) wanted.add(k);
+  for (const f of l2?.announceFailed ?? []) wanted.add(f.split(' ')[0]!);
+  const services = new Map<string, ServiceRef>();
+  if (wanted.size) {
+    for (const { obj } of objects) {
+      if (obj.kind !== 'Service') continue;
+      const meta = asRecord(obj.metadata);
+      const namespace = asString(meta.namespace) ?? 'default';
+      const name = asString(meta.name) ?? '';
+      const key = `${namespace}/${name}`;
+      if (!wanted.has(key)) continue;
+      const uid = asString(meta.uid);
+      const ips = speakerServiceFrom(obj).ips.map(formatIP);
+      services.set(key, { namespace, name, ips, ...(uid ? { uid } : {}) });
+    }
+  }
+  const l2Map = new Map<string, L2Announcement>();
+  for (const [key, restriction] of l2?.served ?? []) {
+    const ips = (services.get(key)?.ips ?? []).filter((ip) => l2!.owned.has(ip));
+    if (ips.length === 0) continue;
+    if (restriction === 'all') l2Map.set(key, { ips });
+    else {
+      const ifaces = [...new Set(ips.flatMap((ip) => l2!.owned.get(ip) ?? []))].sort();
+      l2Map.set(key, { ips, interfaces: ifaces });
+    }
+  }
+  return {
+    configLoaded: bgp.configLoaded,
+    configStale: bgp.configStale,
+    problems: bgp.problems,
+    bgp: bgp.announced,
+    l2: l2Map,
+    announceFailed: l2?.announceFailed ?? [],
+    services,
+  };
+}
+
+/** `metallb_speaker_announced`: one series per (Service, protocol, IP) announced from this node. */
+class AnnouncedSeries {
+  private current = new Map<string, { service: string; protocol: AnnounceProtocol; ip: string }>();
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly node: string,
+  ) {}
+
+  sync(state: SpeakerState): void {
+    const next = new Map<string, { service: string; protocol: AnnounceProtocol; ip: string }>();
+    const add = (service: string, protocol: AnnounceProtocol, ips: readonly string[]) => {
+      for (const ip of ips) next.set(`${protocol}\u0000${service}\u0000${ip}`, { service, protocol, ip });
+    };
+    for (const key of state.bgp.keys()) add(key, 'bgp', state.services.get(key)?.ips ?? []);
+    for (const [key, a] of state.l2) add(key, 'layer2', a.ips);
+    for (const [k, s] of this.current)
+      if (!next.has(k)) this.metrics.deleteAnnounced({ ...s, node: this.node });
+    for (const [k, s] of next) if (!this.current.has(k)) this.metrics.setAnnounced({ ...s, node: this.node });
+    this.current = next;
+  }
+}
+
+/** The L2 helper's packet counters into the layer2 metrics, every few seconds. */
+function pollLayer2Stats(helper: L2Helper, metrics: Metrics, log: Logger): NodeJS.Timeout {
+  let busy = false;
+  const t = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    helper
+      .stats()
+      .then((s) => metrics.recordLayer2Stats(s))
+      .catch((e: unknown) => log.debug('L2 helper stats failed', { error: String(e) }))
+      .finally(() => (busy = false));
+  }, 5000);
+  t.unref();
+  return t;
+}
+
 interface L2Parts {
   announcer: L2Announcer;
+  helper: L2Helper;
   nodeLiveness?: NodeListLiveness;
   stop(): Promise<void>;
 }
@@ -179,6 +398,7 @@ async function startL2(flags: Flags, node: string, log: Logger): Promise<L2Parts
   await announcer.start();
   return {
     announcer,
+    helper,
     ...(nodeLiveness ? { nodeLiveness } : {}),
     async stop() {
       await announcer.stop();

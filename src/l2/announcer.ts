@@ -72,6 +72,11 @@ export interface AnnouncerStatus {
   readonly conflicts: readonly Conflict[];
   readonly fenced: boolean;
   readonly announceFailed: readonly string[];
+  /**
+   * Services this node is elected for → the interfaces the applicable L2Advertisements restrict
+   * the announcement to, or `all` (for ServiceL2Status; whether an IP is answered is in `owned`).
+   */
+  readonly served: ReadonlyMap<string, readonly string[] | 'all'>;
 }
 
 type Desired = Map<string, string[]>;
@@ -80,6 +85,8 @@ export class L2Announcer {
   private inputs: L2Inputs | undefined;
   private owned: Desired = new Map();
   private winners = new Map<string, string | null>();
+  private served = new Map<string, readonly string[] | 'all'>();
+  private readonly listeners = new Set<() => void>();
   private conflicts = new Map<string, Conflict>();
   private announceFailed: string[] = [];
   private eligible: EligibleInterface[] = [];
@@ -130,7 +137,14 @@ export class L2Announcer {
       conflicts: [...this.conflicts.values()],
       fenced: this.opts.liveness.isolated(),
       announceFailed: this.announceFailed,
+      served: this.served,
     };
+  }
+
+  /** Called after every reconcile pass (status writers, metrics); returns an unsubscribe function. */
+  onChange(cb: () => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
   }
 
   /** New configuration, Services, Nodes or endpoints. */
@@ -157,7 +171,10 @@ export class L2Announcer {
     const out: Desired = new Map();
     const inputs = this.inputs;
     this.announceFailed = [];
-    if (!inputs || this.opts.liveness.isolated()) return out;
+    if (!inputs || this.opts.liveness.isolated()) {
+      this.served = new Map();
+      return out;
+    }
     const ctx = {
       config: inputs.config,
       node: this.opts.node,
@@ -167,10 +184,12 @@ export class L2Announcer {
       ...(this.opts.ignoreExcludeLabel ? { ignoreExcludeLabel: true } : {}),
     };
     const winners = new Map<string, string | null>();
+    const served = new Map<string, readonly string[] | 'all'>();
     for (const svc of inputs.services) {
       const d = decideL2(ctx, svc);
       winners.set(svc.key, d.winner);
       if (d.winner !== this.opts.node) continue;
+      served.set(svc.key, d.interfaces);
       for (const ip of svc.ips) {
         const text = formatIP(ip);
         const usable = this.eligible.filter((i) => (ip.family === 4 ? i.arp : i.ndp)).map((i) => i.name);
@@ -184,6 +203,7 @@ export class L2Announcer {
       }
     }
     this.winners = winners;
+    this.served = served;
     return out;
   }
 
@@ -233,6 +253,15 @@ export class L2Announcer {
         error: e instanceof Error ? e.message : String(e),
       });
       this.retryLater();
+    }
+    for (const l of this.listeners) {
+      try {
+        l();
+      } catch (e) {
+        this.opts.log.warn('L2 change listener failed', {
+          error: e instanceof Error ? e.message : String(e),
+        });
+      }
     }
   }
 
