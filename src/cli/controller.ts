@@ -5,9 +5,17 @@
  */
 import { hostname } from 'node:os';
 import { Controller } from '../controller/controller.js';
+import {
+  DEFAULT_CERT_DIR,
+  DEFAULT_WEBHOOK_PORT,
+  DEFAULT_WEBHOOK_SECRET,
+  DEFAULT_WEBHOOK_SERVICE,
+  startWebhook,
+} from '../controller/webhook.js';
 import { CrdSchemas } from '../config/schema.js';
 import { DEFAULT_NAMESPACE } from '../config/parse.js';
-import { KubeClient } from '../k8s/client.js';
+import { randomBytes } from 'node:crypto';
+import { ApiError, KubeClient, RESOURCES } from '../k8s/client.js';
 import { EventRecorder } from '../k8s/events.js';
 import { LeaderElector } from '../k8s/leader.js';
 import { createLogger } from '../util/log.js';
@@ -25,9 +33,17 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
     { name: 'lease-duration-ms' },
     { name: 'renew-ms' },
     { name: 'no-leader-election', boolean: true },
+    { name: 'ml-secret-name' },
     { name: 'port' },
     { name: 'health-probe-port' },
     { name: 'host' },
+    { name: 'webhook-mode' },
+    { name: 'webhook-port' },
+    { name: 'webhook-host' },
+    { name: 'webhook-cert-dir' },
+    { name: 'webhook-secret' },
+    { name: 'disable-cert-rotation', boolean: true },
+    { name: 'cert-service-name' },
   ]);
   const namespace = one(flags, 'namespace') ?? process.env.METALLB_NAMESPACE ?? DEFAULT_NAMESPACE;
   const level = one(flags, 'log-level') ?? 'info';
@@ -44,6 +60,10 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
   if (renewMs >= leaseMs) throw new UsageError('--renew-ms must be shorter than --lease-duration-ms');
   const metricsPort = portFlag(one(flags, 'port'), 'port', 9120);
   const healthPort = portFlag(one(flags, 'health-probe-port'), 'health-probe-port', 17472);
+  const webhookMode = one(flags, 'webhook-mode') ?? 'enabled';
+  if (!['enabled', 'disabled', 'onlywebhook'].includes(webhookMode))
+    throw new UsageError('--webhook-mode must be enabled, disabled or onlywebhook');
+  const webhookPort = portFlag(one(flags, 'webhook-port'), 'webhook-port', DEFAULT_WEBHOOK_PORT);
   const identity = one(flags, 'identity') ?? process.env.METALLB_POD_NAME ?? `${hostname()}-${process.pid}`;
   const log = createLogger({
     level: level as 'debug' | 'info' | 'warn' | 'error',
@@ -69,8 +89,47 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
     healthHost: host,
     log,
   });
+  // The webhook runs on every replica, not only on the leader. With `enabled` it starts beside the
+  // controller and a failure to start is logged, not fatal; `onlywebhook` runs nothing else.
+  const webhookAbort = new AbortController();
+  const webhookHost = one(flags, 'webhook-host');
+  const webhook =
+    webhookMode === 'disabled'
+      ? undefined
+      : startWebhook({
+          client,
+          namespace,
+          schemas,
+          log,
+          ...(webhookHost ? { host: webhookHost } : {}),
+          port: webhookPort,
+          certRotation: !flags['disable-cert-rotation'],
+          certDir: one(flags, 'webhook-cert-dir') ?? DEFAULT_CERT_DIR,
+          serviceName: one(flags, 'cert-service-name') ?? DEFAULT_WEBHOOK_SERVICE,
+          secretName: one(flags, 'webhook-secret') ?? DEFAULT_WEBHOOK_SECRET,
+          signal: webhookAbort.signal,
+        });
+  if (webhookMode === 'onlywebhook') {
+    try {
+      await webhook;
+    } catch (e) {
+      await stopObservability();
+      client.close();
+      throw e;
+    }
+  }
+  void webhook?.catch((e: unknown) => {
+    if (!webhookAbort.signal.aborted)
+      log.error('webhook not started; continuing without it', {
+        error: e instanceof Error ? e.message : String(e),
+      });
+  });
   let controller: Controller | undefined;
+  const mlSecret = one(flags, 'ml-secret-name') ?? process.env.METALLB_ML_SECRET_NAME ?? 'memberlist';
   const onStart = async () => {
+    await ensureMemberlistSecret(client, namespace, mlSecret).catch((e: unknown) =>
+      log.warn('memberlist Secret not ensured', { error: e instanceof Error ? e.message : String(e) }),
+    );
     controller = new Controller({
       client,
       namespace,
@@ -100,8 +159,12 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
   };
   let elector: LeaderElector | undefined;
   // The lease has its own connection pool so renewals never queue behind controller traffic.
-  const leaseClient = flags['no-leader-election'] ? undefined : await KubeClient.fromKubeConfig(kubeconfig);
-  if (!leaseClient) await onStart();
+  const leaseClient =
+    flags['no-leader-election'] || webhookMode === 'onlywebhook'
+      ? undefined
+      : await KubeClient.fromKubeConfig(kubeconfig);
+  if (webhookMode === 'onlywebhook') log.info('webhook-only mode: no IP allocation');
+  else if (!leaseClient) await onStart();
   else {
     elector = new LeaderElector({
       client: leaseClient,
@@ -117,14 +180,45 @@ export async function runController(args: string[], io: Io, signal?: AbortSignal
     });
     elector.start();
   }
-  log.info('controller started', { namespace });
+  log.info('controller started', { namespace, webhookMode });
   const why = await untilSignal(signal);
   log.info('controller stopping', { signal: why });
   if (elector) await elector.stop();
   else await onStop();
+  webhookAbort.abort();
+  const runningWebhook = await webhook?.catch(() => undefined);
+  await runningWebhook?.stop();
   await recorder.flush();
   await stopObservability();
   client.close();
   leaseClient?.close();
   return 0;
+}
+
+/**
+ * The speakers' membership key (spec f.1): created once, 16 random bytes under `secretkey`,
+ * never rotated by us (a rotation would split running speakers).
+ */
+export async function ensureMemberlistSecret(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+): Promise<void> {
+  try {
+    await client.get(RESOURCES.secrets, namespace, name);
+    return;
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 404) throw e;
+  }
+  try {
+    await client.create(RESOURCES.secrets, namespace, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace },
+      type: 'Opaque',
+      data: { secretkey: randomBytes(16).toString('base64') },
+    });
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 409) throw e;
+  }
 }

@@ -25,7 +25,7 @@ import {
 } from '../speaker/status-writer.js';
 import type { LoadedObject } from '../config/load.js';
 import { formatIP } from '../ip/ip.js';
-import { KubeClient } from '../k8s/client.js';
+import { KubeClient, RESOURCES, type KObject } from '../k8s/client.js';
 import { EventRecorder } from '../k8s/events.js';
 import { Metrics, type AnnounceProtocol, type MetricGroup } from '../observability/metrics.js';
 import { ObservabilityServer } from '../observability/server.js';
@@ -114,7 +114,17 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   // Schema compilation takes a while: do it before membership starts its sub-second timers.
   const schemas = CrdSchemas.load();
   const renderer = new FrrRenderer();
-  const l2 = l2Enabled ? await startL2(flags, node, log) : undefined;
+  const namespace = one(flags, 'namespace') ?? DEFAULT_NAMESPACE;
+  let client: KubeClient | undefined;
+  if (source === 'k8s') {
+    try {
+      client = await KubeClient.fromKubeConfig(one(flags, 'kubeconfig') ?? process.env.KUBECONFIG);
+    } catch (e) {
+      throw new UsageError(`cannot load kubeconfig: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  const discover = client ? speakerPodSeeds(client, namespace) : undefined;
+  const l2 = l2Enabled ? await startL2(flags, node, log, discover) : undefined;
   const speaker = new BgpSpeaker({
     node,
     schemas,
@@ -131,17 +141,10 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
     ignoreExcludeLabel: flags['ignore-exclude-lb'] !== undefined,
     debounceMs,
   });
-  let client: KubeClient | undefined;
   let dir: ObjectSource;
   let writer: StatusWriter | undefined;
   let recorder: EventRecorder | undefined;
-  const namespace = one(flags, 'namespace') ?? DEFAULT_NAMESPACE;
-  if (source === 'k8s') {
-    try {
-      client = await KubeClient.fromKubeConfig(one(flags, 'kubeconfig') ?? process.env.KUBECONFIG);
-    } catch (e) {
-      throw new UsageError(`cannot load kubeconfig: ${e instanceof Error ? e.message : String(e)}`);
-    }
+  if (client) {
     dir = new K8sSource({ client, namespace, log });
     recorder = new EventRecorder(client, 'metallb-speaker', log);
     writer = new StatusWriter({
@@ -356,10 +359,38 @@ interface L2Parts {
 }
 
 /** Membership (optional), the native helper and the announcer, started in that order. */
-async function startL2(flags: Flags, node: string, log: Logger): Promise<L2Parts> {
+/**
+ * Membership seeds from the speaker Pods (spec d.2: pods matching METALLB_ML_LABELS in the
+ * MetalLB namespace, their Pod IPs on the membership port).
+ */
+function speakerPodSeeds(client: KubeClient, namespace: string): (port: number) => Promise<string[]> {
+  const labels = process.env.METALLB_ML_LABELS ?? 'app=metallb,component=speaker';
+  return async (port) => {
+    const pods = await client.listPage<KObject & { status?: { podIP?: string; phase?: string } }>(
+      RESOURCES.pods,
+      {
+        namespace,
+        labelSelector: labels,
+      },
+    );
+    return pods.items
+      .filter((p) => p.status?.podIP && p.status.phase === 'Running')
+      .map((p) =>
+        p.status!.podIP!.includes(':') ? `[${p.status!.podIP}]:${port}` : `${p.status!.podIP}:${port}`,
+      );
+  };
+}
+
+async function startL2(
+  flags: Flags,
+  node: string,
+  log: Logger,
+  discover?: (port: number) => Promise<string[]>,
+): Promise<L2Parts> {
   const bind = one(flags, 'ml-bind-addr') ?? process.env.METALLB_ML_BIND_ADDR;
   let membership: Membership | undefined;
   let nodeLiveness: NodeListLiveness | undefined;
+  let rediscover: NodeJS.Timeout | undefined;
   if (bind) {
     const port = Number(one(flags, 'ml-bind-port') ?? process.env.METALLB_ML_BIND_PORT ?? DEFAULT_PORT);
     if (!Number.isInteger(port) || port < 0 || port > 65535)
@@ -370,15 +401,38 @@ async function startL2(flags: Flags, node: string, log: Logger): Promise<L2Parts
       .split(',')
       .map((x) => x.trim())
       .filter(Boolean);
+    // Without explicit seeds, speakers find each other through their Pods (every minute).
+    const found = async (): Promise<string[]> => {
+      if (seeds.length || !discover) return seeds;
+      try {
+        return await discover(port);
+      } catch (e) {
+        log.warn('listing speaker pods for membership failed', {
+          error: e instanceof Error ? e.message : String(e),
+        });
+        return [];
+      }
+    };
+    const initialSeeds = await found();
     membership = new Membership({
       name: node,
       bindAddress: bind,
       port,
-      seeds,
+      seeds: initialSeeds,
       ...(secret ? { secret } : {}),
       log: log.child({ part: 'membership' }),
     });
     await membership.start();
+    if (!seeds.length && discover) {
+      const m = membership;
+      rediscover = setInterval(() => {
+        void found().then((s) => {
+          m.setSeeds(s);
+          return m.join();
+        });
+      }, 60_000);
+      rediscover.unref();
+    }
   } else {
     nodeLiveness = new NodeListLiveness();
   }
@@ -401,6 +455,7 @@ async function startL2(flags: Flags, node: string, log: Logger): Promise<L2Parts
     helper,
     ...(nodeLiveness ? { nodeLiveness } : {}),
     async stop() {
+      if (rediscover) clearInterval(rediscover);
       await announcer.stop();
       await helper.stop();
       await membership?.stop();
