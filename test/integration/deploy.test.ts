@@ -628,7 +628,7 @@ describe('the chart with default values', () => {
     ]);
 
     const f = container(speaker, 'frr');
-    expect(f.image).toBe('quay.io/frrouting/frr:8.4.4');
+    expect(f.image).toBe('ironlb-frr:0.1.0');
     expect(f.command).toEqual(['/bin/bash', '/ironlb/frr/reloader-entrypoint.sh']);
     expect(f.securityContext.capabilities).toEqual({
       add: ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN', 'NET_BIND_SERVICE'],
@@ -650,7 +650,7 @@ describe('the chart with default values', () => {
     expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/^WORKDIR \/app$/m);
 
     const cpFrr = container(speaker, 'cp-frr-files');
-    expect(cpFrr.image).toBe('quay.io/frrouting/frr:8.4.4');
+    expect(cpFrr.image).toBe('ironlb-frr:0.1.0');
     expect(cpFrr.volumeMounts?.map((m) => m.mountPath)).toEqual(['/tmp/frr', '/etc/frr']);
     const cpRel = container(speaker, 'cp-reloader');
     expect(cpRel.image).toBe('ironlb:0.1.0');
