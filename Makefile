@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 JEST_JSON ?= $(CURDIR)/.jest-results.json
 
-.PHONY: all deps lab-deps k8s-bins native build lint test test-unit demo bench clean
+.PHONY: all deps lab-deps k8s-bins native build lint test test-unit demo demo-offline bench clean
 
 all: build
 
@@ -40,7 +40,22 @@ test: deps lab-deps k8s-bins lint build
 test-unit: deps build
 	npm run test:unit
 
-demo: build
+# As root: the live demo (bench/demo.ts): a kube-apiserver, the controller, two speaker nodes with
+# FRR, a BIRD router and a client in network namespaces, fed with examples/ (installs FRR/BIRD and
+# builds kube-apiserver/etcd first). Not root, or FRR/BIRD/the binaries unavailable (exit code 3):
+# the offline allocation of examples/ instead.
+demo: deps
+	@if [ "$$(id -u)" = 0 ]; then \
+	  $(MAKE) --no-print-directory lab-deps k8s-bins build || exit $$?; \
+	  node dist/bench/demo.js; rc=$$?; \
+	  if [ $$rc -ne 3 ]; then exit $$rc; fi; \
+	  echo; echo "demo: the live demo cannot run here; showing the offline allocation instead"; \
+	else \
+	  echo "demo: not root (network namespaces need root); showing the offline allocation instead"; \
+	fi; \
+	$(MAKE) --no-print-directory demo-offline
+
+demo-offline: build
 	@echo "== ironlb validate -f examples/"
 	./bin/ironlb validate -f examples/
 	@echo
