@@ -144,7 +144,9 @@ export class BgpSpeaker {
     this.opts.l2?.update({
       config: this.config,
       nodes,
-      services: services.filter((s) => (lbClass === '' ? !s.loadBalancerClass : s.loadBalancerClass === lbClass)),
+      services: services.filter((s) =>
+        lbClass === '' ? !s.loadBalancerClass : s.loadBalancerClass === lbClass,
+      ),
       endpoints,
     });
     if (!this.opts.sink) return;
@@ -181,7 +183,12 @@ export class BgpSpeaker {
   }
 
   private schedule(text: string): void {
-    if (text === (this.pendingText ?? this.lastText)) return;
+    if (text === this.lastText) {
+      // Back to what FRR already has (A → B → A inside one window): nothing to write.
+      this.pendingText = undefined;
+      return;
+    }
+    if (text === this.pendingText) return;
     this.pendingText = text;
     if (this.timer) return;
     this.timer = setTimeout(() => {
@@ -192,8 +199,8 @@ export class BgpSpeaker {
 
   private async flush(): Promise<void> {
     const text = this.pendingText;
-    if (text === undefined || text === this.lastText) return;
     this.pendingText = undefined;
+    if (text === undefined || text === this.lastText) return;
     try {
       await this.opts.sink!.write(text);
       this.lastText = text;
@@ -219,8 +226,9 @@ export class BgpSpeaker {
       if (this.timer) {
         clearTimeout(this.timer);
         this.timer = undefined;
-        this.writing = this.writing.then(() => this.flush());
       }
+      // Every round flushes: flush() always consumes the pending text, so this ends.
+      this.writing = this.writing.then(() => this.flush());
       await this.writing;
       if (this.lastWriteError) break;
     }
