@@ -46,6 +46,12 @@ d('controller on a real apiserver', () => {
       [
         '--log-level',
         process.env.DEBUG_CONTROLLER ? 'debug' : 'info',
+        '--webhook-mode',
+        'disabled',
+        '--port',
+        '0',
+        '--health-probe-port',
+        '0',
         '--kubeconfig',
         cp.kubeconfigPath,
         '--lease-duration-ms',
