@@ -6,6 +6,9 @@
  * - The first apply after start() is a full reload: the whole config through FRR's parser
  *   (`vtysh -C`, no daemons; a config it rejects is never applied: status lastError,
  *   rejectedGeneration, no retry until a new submission), then `frr-reload.py --test`, `--reload`.
+ *   Every full reload first reads `show running-config` and hands frr-reload.py the config with
+ *   its set-shaped prefix-lists numbered as FRR has them (alignPrefixLists): otherwise it would
+ *   renumber FRR back to the render's numbers, one delete and one add per entry.
  * - Later applies send the diff (config-diff.ts) as ONE `vtysh -f` script. The diff's "from" side
  *   is the last applied config, except for prefix-lists: those are diffed against the entries FRR
  *   actually has (their sequence numbers differ from the rendered ones once lists are diffed as
@@ -34,6 +37,7 @@
  * use a fake.
  */
 import {
+  alignPrefixLists,
   diffConfigs,
   entryCheckCommands,
   isPrefixListEntryPath,
@@ -88,6 +92,8 @@ export interface ApplyTimings {
   applyMs?: number;
   /** The check right after the apply (targeted entries, or `show running-config`). */
   verifyMs?: number;
+  /** Full reload: reading FRR's prefix-list numbers first (`show running-config`). */
+  runningMs?: number;
   reloadTestMs?: number;
   reloadMs?: number;
   totalMs: number;
@@ -502,10 +508,17 @@ export class FrrApplier {
       addDryRun(this.now() - td);
       if (!dry.ok) return finish(this.reject(job, dry.errors, 'the config'));
       const previous = this.ownedLists();
-      const failure = await this.fullReload(job.text, timings);
+      let reloadText = job.text;
+      if (!this.forceFull) {
+        // Only sequence numbers change: what the parser accepted stays acceptable.
+        const tr = this.now();
+        reloadText = await this.alignedForReload(job.text);
+        timings.runningMs = this.now() - tr;
+      }
+      const failure = await this.fullReload(reloadText, timings);
       if (!failure) {
         this.succeed(job, tree, 'full');
-        this.afterFullReload(previous);
+        this.afterFullReload(previous, reloadText);
         this.counts.full++;
         this.log.info('FRR config applied', {
           generation: job.generation,
@@ -586,14 +599,35 @@ export class FrrApplier {
     return names;
   }
 
-  /** frr-reload.py made FRR's lists those of lastGood; the lazy check confirms it (not in full mode). */
-  private afterFullReload(previous: Set<string>): void {
-    this.frrLists = undefined;
+  /**
+   * The text for frr-reload.py: set-shaped prefix-lists numbered the way FRR has them (read from
+   * `show running-config`; see alignPrefixLists), so that frr-reload.py does not renumber FRR back
+   * to the render's numbers entry by entry. Without a running config to read: the text as it is.
+   */
+  private async alignedForReload(text: string): Promise<string> {
+    try {
+      const running = parseConfig(await this.exec.runningConfig());
+      return alignPrefixLists(text, prefixListEntries(running));
+    } catch (e) {
+      this.log.warn(
+        'reading the running config before a full reload failed; reloading the rendered numbers',
+        {
+          error: e instanceof Error ? e.message : String(e),
+        },
+      );
+      return text;
+    }
+  }
+
+  /** frr-reload.py made FRR's lists those of `reloaded`; the lazy check confirms it (not in full mode). */
+  private afterFullReload(previous: Set<string>, reloaded: string): void {
     this.resync = false;
     if (this.forceFull) {
+      this.frrLists = undefined;
       this.unchecked = undefined;
       return;
     }
+    this.frrLists = prefixListEntries(parseConfig(reloaded));
     const now = this.lastGood ? prefixListNames(this.lastGood.tree) : new Set<string>();
     this.unchecked = { absent: [], goneLists: new Set([...previous].filter((n) => !now.has(n))) };
   }
@@ -685,10 +719,11 @@ export class FrrApplier {
     if (this.lastGood) {
       try {
         const previous = this.ownedLists();
-        const r = await this.exec.reload(this.lastGood.text);
+        const text = this.forceFull ? this.lastGood.text : await this.alignedForReload(this.lastGood.text);
+        const r = await this.exec.reload(text);
         if (r.ok) {
           this.dirty = false;
-          this.afterFullReload(previous);
+          this.afterFullReload(previous, text);
           message += `; kept generation ${this.lastGood.generation}`;
         } else {
           this.dirty = true;

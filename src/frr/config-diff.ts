@@ -44,6 +44,7 @@ import {
   canonicalToken,
   contextKindOf,
   maskPasswords,
+  normaliseLine,
   walkPaths,
   type ConfigNode,
   type ConfigTree,
@@ -538,6 +539,58 @@ export function isSetShaped(entries: Iterable<PlEntry>): boolean {
   const keys = [...entries].map(keyOf);
   if (keys.length === 1 && keys[0] === 'deny any') return true;
   return keys.every((k) => k.startsWith('permit '));
+}
+
+/**
+ * The config text for a full reload (frr-reload.py), with the entries of every set-shaped
+ * prefix-list renumbered to what FRR has: an entry FRR holds keeps FRR's number, a new one gets a
+ * fresh number above FRR's highest. Without this, frr-reload.py would "renumber" FRR back to the
+ * render's numbers after set-based applies: a delete and an add per entry, each O(list) in FRR 8.4,
+ * with the route withdrawn in between (FRR deletes `no … seq N …` by number). Lists of any other
+ * shape, and lines that are not prefix-list entries, are left as they are.
+ */
+export function alignPrefixLists(text: string, running: readonly string[]): string {
+  const lines = text.split('\n');
+  const at = new Map<string, number[]>(); // list -> indexes of its entry lines in `lines`
+  const toLines: string[] = [];
+  lines.forEach((raw, i) => {
+    if (/^\s/.test(raw)) return;
+    const l = normaliseLine(raw);
+    if (!PREFIX_LIST_ENTRY.test(l)) return;
+    const name = listNameOf(l);
+    let idx = at.get(name);
+    if (!idx) at.set(name, (idx = []));
+    idx.push(i);
+    toLines.push(l);
+  });
+  if (!at.size) return text;
+  const to = groupPrefixLists(toLines);
+  const frr = groupPrefixLists(
+    running.filter((l) => PREFIX_LIST_ENTRY.test(l) && at.has(listNameOf(l))).map(normaliseEntry),
+  );
+  for (const [name, idx] of at) {
+    const want = to.get(name)!;
+    const have = frr.get(name) ?? new Map<number, PlEntry>();
+    if ([...want.keys(), ...have.keys()].some((k) => k < 0)) continue;
+    if (!isSetShaped(want.values()) || !isSetShaped(have.values())) continue;
+    if (new Set([...want.values()].map(keyOf)).size !== want.size) continue; // a prefix twice
+    const seqOf = new Map<string, number>();
+    let top = 0;
+    for (const e of have.values()) {
+      seqOf.set(keyOf(e), e.seq);
+      top = Math.max(top, e.seq);
+    }
+    const fresh = [...want.values()].filter((e) => !seqOf.has(keyOf(e))).length;
+    if (top + fresh > MAX_SEQ) continue;
+    for (const i of idx) {
+      const m = PREFIX_LIST_ENTRY.exec(normaliseLine(lines[i]!))!;
+      const key = `${m[4]} ${canonicalPrefix(m[5]!)}`;
+      let seq = seqOf.get(key);
+      if (seq === undefined) seqOf.set(key, (seq = ++top));
+      lines[i] = `${m[1]} prefix-list ${m[2]} seq ${seq} ${m[4]} ${m[5]}`;
+    }
+  }
+  return lines.join('\n');
 }
 
 interface PlDiff {

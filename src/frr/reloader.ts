@@ -14,7 +14,8 @@
  * - IRONLB_FRR_APPLY_MODE=full: every apply through frr-reload.py (upstream's way, for
  *   comparisons); `auto` (default) applies diffs incrementally.
  * - IRONLB_FRR_RELOAD_TIMEOUT_MS: bound of one frr-reload.py run (default 900 000; FRR 8.4 needs
- *   much longer to load prefix-lists of many thousand entries).
+ *   much longer to load prefix-lists of many thousand entries). A `vtysh -f` run gets at least as
+ *   long: when it times out the applier falls back to frr-reload.py, which is slower still.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -54,7 +55,10 @@ export interface ReloaderOptions {
   readonly maxBackoffMs?: number;
   /** `full`: every apply through frr-reload.py (default: env IRONLB_FRR_APPLY_MODE, else `auto`). */
   readonly mode?: 'auto' | 'full';
-  /** Bounds of the vtysh / frr-reload.py runs (reloadMs default: env IRONLB_FRR_RELOAD_TIMEOUT_MS). */
+  /**
+   * Bounds of the vtysh / frr-reload.py runs (reloadMs default: env IRONLB_FRR_RELOAD_TIMEOUT_MS;
+   * applyMs default: at least reloadMs).
+   */
   readonly timeouts?: VtyshExecutorOptions['timeouts'];
   /** Quiet time before the lazy `show running-config` check (see FrrApplierOptions). */
   readonly checkDelayMs?: number;
@@ -122,7 +126,13 @@ export class FrrReloader {
     this.pidPath = opts.pidFile === null ? null : (opts.pidFile ?? join(this.dir, DEFAULT_PID_FILE));
     this.log = opts.log;
     const reloadMs = opts.timeouts?.reloadMs ?? reloadTimeoutFromEnv();
-    const timeouts = { ...(opts.timeouts ?? {}), ...(reloadMs !== undefined ? { reloadMs } : {}) };
+    const applyMs =
+      opts.timeouts?.applyMs ?? (reloadMs !== undefined ? Math.max(600_000, reloadMs) : undefined);
+    const timeouts = {
+      ...(opts.timeouts ?? {}),
+      ...(reloadMs !== undefined ? { reloadMs } : {}),
+      ...(applyMs !== undefined ? { applyMs } : {}),
+    };
     const executor =
       opts.executor ??
       new VtyshExecutor({

@@ -446,6 +446,17 @@ describeLab('FrrApplier against real FRR and BIRD', () => {
       what: 'the lazy show running-config check',
     });
     expect(a.status().checks.failed).toBe(0);
+    // A change the incremental path refuses (an unknown line) goes through frr-reload.py, which
+    // gets the config numbered as FRR has it: nothing is renumbered, the route stays.
+    const delay = { post: ['zebra route-map delay-timer 1'] };
+    for (const text of [nodeConf([first, SVC1, ...forty], [], delay), nodeConf([first, SVC1, ...forty])]) {
+      a.submit(text);
+      await a.whenIdle();
+      expect(a.status()).toMatchObject({ mode: 'full' });
+      expect(a.status().lastError).toBeUndefined();
+      expect(await entriesOf()).toEqual(entries);
+      expect(await routeAtBird(first)).toBe(true);
+    }
     // Removing it again: by FRR's number.
     a.submit(nodeConf([SVC1, ...forty]));
     await a.whenIdle();

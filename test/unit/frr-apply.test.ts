@@ -278,8 +278,10 @@ describe('FrrApplier', () => {
     expect(a.status()).toMatchObject({ desiredGeneration: 0, appliedGeneration: 0, applying: false });
     expect(a.submit(A)).toBe(1);
     await a.whenIdle();
-    expect(fake.ops()).toEqual(['dryRun', 'reloadTest', 'reload']);
+    // The running config is read for FRR's prefix-list numbers (none yet: the text is unchanged).
+    expect(fake.ops()).toEqual(['dryRun', 'runningConfig', 'reloadTest', 'reload']);
     expect(fake.calls[0]!.text).toBe(A); // the whole config through the parser
+    expect(fake.calls[3]!.text).toBe(A);
     expect(a.status()).toMatchObject({ desiredGeneration: 1, appliedGeneration: 1, mode: 'full' });
     expect(a.status().lastError).toBeUndefined();
     expect(a.status().lastAppliedAt).toEqual(expect.any(Number));
@@ -338,7 +340,7 @@ describe('FrrApplier', () => {
     fake.calls = [];
     a.submit(A.replace('bgp router-id 192.0.2.11', 'bgp router-id 192.0.2.99'));
     await a.whenIdle();
-    expect(fake.ops()).toEqual(['dryRun', 'reloadTest', 'reload']);
+    expect(fake.ops()).toEqual(['dryRun', 'runningConfig', 'reloadTest', 'reload']);
     expect(a.status()).toMatchObject({ appliedGeneration: 2, mode: 'full' });
   });
 
@@ -375,8 +377,8 @@ describe('FrrApplier', () => {
     fake.script = behaviour;
     a.submit(B);
     await a.whenIdle();
-    expect(fake.ops()).toEqual(['dryRun', ...tail, 'dryRun', 'reloadTest', 'reload']);
-    expect(fake.calls[fake.calls.length - 3]!.text).toBe(B); // the full reload checks the whole config
+    expect(fake.ops()).toEqual(['dryRun', ...tail, 'dryRun', 'runningConfig', 'reloadTest', 'reload']);
+    expect(fake.calls[fake.calls.length - 4]!.text).toBe(B); // the full reload checks the whole config
     expect(a.status()).toMatchObject({ appliedGeneration: 2, mode: 'full' });
     expect(fake.summary()).toBe(summary(B));
   });
@@ -430,8 +432,17 @@ describe('FrrApplier', () => {
     fake.reloadOutput = 'line 12: % Specify remote-as or peer-group commands first';
     a.submit(bad);
     await a.whenIdle();
-    expect(fake.ops()).toEqual(['dryRun', 'applyScript', 'dryRun', 'reloadTest', 'reload', 'reload']);
-    expect(fake.calls[5]!.text).toBe(A); // the last good config, put back
+    expect(fake.ops()).toEqual([
+      'dryRun',
+      'applyScript',
+      'dryRun',
+      'runningConfig',
+      'reloadTest',
+      'reload',
+      'runningConfig',
+      'reload',
+    ]);
+    expect(fake.calls[7]!.text).toBe(A); // the last good config, put back
     expect(fake.summary()).toBe(summary(A));
     const s = a.status();
     expect(s).toMatchObject({ desiredGeneration: 2, appliedGeneration: 1, failedGeneration: 2 });
@@ -650,23 +661,33 @@ describe('FrrApplier: prefix-lists against what FRR has', () => {
     expect(a.status().counts).toMatchObject({ full: 1, incremental: 4, failed: 0 });
   });
 
-  test("after a full reload FRR has the render's numbers again", async () => {
+  test("a full reload keeps FRR's numbers: frr-reload.py gets the config numbered as FRR has it", async () => {
     const fake = new FakeFrr();
     const a = make(fake);
     a.submit(conf(many(5)));
     await a.whenIdle();
-    a.submit(conf(['198.51.100.2/32', ...many(5)]));
+    a.submit(conf(['198.51.100.2/32', ...many(5)])); // FRR: .2 at seq 6, the render: seq 1
     await a.whenIdle();
-    // router-id change: full reload, FRR gets seq 1..6 as rendered
+    fake.calls = [];
+    // router-id change: full reload. The render renumbers all six; what frr-reload.py gets does not.
     const full = conf(['198.51.100.2/32', ...many(5)]).replace('192.0.2.11', '192.0.2.12');
     a.submit(full);
     await a.whenIdle();
     expect(a.status().mode).toBe('full');
+    expect(fake.ops()).toEqual(['dryRun', 'runningConfig', 'reloadTest', 'reload']);
+    expect(fake.calls[0]!.text).toBe(full); // the parser sees the render
+    const reloaded = fake.calls[3]!.text.split('\n').filter((l) => l.startsWith('ip prefix-list n-allowed'));
+    expect(reloaded).toEqual([
+      'ip prefix-list n-allowed-ipv4 seq 6 permit 198.51.100.2/32',
+      ...many(5).map((p, i) => `ip prefix-list n-allowed-ipv4 seq ${i + 1} permit ${p}`),
+    ]);
+    expect(fake.summary()).toBe(summary(full));
+    // The next diff knows those numbers.
     fake.calls = [];
     a.submit(conf(many(5)).replace('192.0.2.11', '192.0.2.12'));
     await a.whenIdle();
     expect(fake.calls[1]!.text.split('\n').filter((l) => l.includes('prefix-list'))).toEqual([
-      'no ip prefix-list n-allowed-ipv4 seq 1 permit 198.51.100.2/32',
+      'no ip prefix-list n-allowed-ipv4 seq 6 permit 198.51.100.2/32',
     ]);
   });
 
@@ -675,8 +696,8 @@ describe('FrrApplier: prefix-lists against what FRR has', () => {
     const a = make(fake, { checkDelayMs: 30 });
     a.submit(A);
     await a.whenIdle();
-    await sleep(100); // the check after the full reload
-    expect(fake.ops().filter((o) => o === 'runningConfig')).toHaveLength(1);
+    await sleep(100); // the check after the full reload (the first read was for the reload itself)
+    expect(fake.ops().filter((o) => o === 'runningConfig')).toHaveLength(2);
     expect(a.status()).toMatchObject({ verifiedGeneration: 1, checks: { ok: 1, failed: 0 } });
     fake.calls = [];
     for (let i = 0; i < 5; i++) {

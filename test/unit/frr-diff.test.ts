@@ -5,6 +5,7 @@
  * check against `show running-config`.
  */
 import {
+  alignPrefixLists,
   diffConfigs,
   entryCheckCommands,
   orderPrefixList,
@@ -963,6 +964,85 @@ describe('prefix-lists diffed as sets (permit-only, or a single deny any)', () =
       `ip prefix-list L seq 1 permit ${addr(2)}`,
       `ip prefix-list L seq 2 permit ${addr(3)}`,
     ]);
+  });
+});
+
+describe('alignPrefixLists: the config for frr-reload.py, numbered as FRR has it', () => {
+  test("entries FRR has keep FRR's numbers, new ones go above its highest; other lines stay", () => {
+    const text = [
+      'log stdout informational',
+      ...plSet('L', [addr(1), addr(2), addr(3)]),
+      'route-map X permit 1',
+      '  match ip address prefix-list L',
+      ...pl('P', [addr(1)]),
+      'ipv6 prefix-list M seq 1 permit 2001:DB8:100::A/128',
+      '',
+    ].join('\n');
+    const running = [
+      `ip prefix-list L seq 7 permit ${addr(3)}`,
+      `ip prefix-list L seq 2 permit ${addr(1)}`,
+      `ip prefix-list L seq 9 permit ${addr(9)}`,
+      'ip prefix-list P seq 5 deny 192.0.2.0/24 le 32',
+      'ipv6 prefix-list M seq 4 permit 2001:db8:100::a/128',
+      'ip prefix-list theirs seq 1 permit 192.0.2.99/32',
+    ];
+    expect(alignPrefixLists(text, running).split('\n')).toEqual([
+      'log stdout informational',
+      `ip prefix-list L seq 2 permit ${addr(1)}`,
+      `ip prefix-list L seq 10 permit ${addr(2)}`,
+      `ip prefix-list L seq 7 permit ${addr(3)}`,
+      'route-map X permit 1',
+      '  match ip address prefix-list L',
+      ...pl('P', [addr(1)]), // order matters there: the render's numbers
+      'ipv6 prefix-list M seq 4 permit 2001:DB8:100::A/128',
+      '',
+    ]);
+  });
+
+  test('deny any <-> permits, lists FRR does not have, nothing to align', () => {
+    const permits = plSet('L', [addr(1), addr(2)]).join('\n');
+    expect(alignPrefixLists(permits, ['ip prefix-list L seq 3 deny any'])).toBe(
+      `ip prefix-list L seq 4 permit ${addr(1)}\nip prefix-list L seq 5 permit ${addr(2)}`,
+    );
+    expect(
+      alignPrefixLists('ip prefix-list L seq 1 deny any', [`ip prefix-list L seq 8 permit ${addr(1)}`]),
+    ).toBe('ip prefix-list L seq 9 deny any');
+    expect(alignPrefixLists(permits, [])).toBe(permits);
+    expect(alignPrefixLists('log stdout\n', [`ip prefix-list L seq 8 permit ${addr(1)}`])).toBe(
+      'log stdout\n',
+    );
+  });
+
+  test('the aligned config diffs against FRR to exactly the real changes', () => {
+    const r = rng(5);
+    const before = Array.from({ length: 200 }, (_, i) => addr(i)).filter(() => r() < 0.6);
+    let running = plSet('L', before);
+    // Some set-based applies: FRR's numbers drift away from the render's.
+    let last = plSet('L', before);
+    for (let round = 0; round < 20; round++) {
+      const next = plSet(
+        'L',
+        Array.from({ length: 200 }, (_, i) => addr(i)).filter(() => r() < 0.6),
+      );
+      const d = diffConfigs(parseConfig(last.join('\n')), parseConfig(next.join('\n')), { running });
+      running = frrPrefixListModel(running, [...d.changes]);
+      last = next;
+    }
+    const want = plSet(
+      'L',
+      Array.from({ length: 200 }, (_, i) => addr(i)).filter(() => r() < 0.6),
+    );
+    const aligned = alignPrefixLists(want.join('\n'), running);
+    expect(asSets(aligned.split('\n'))).toEqual(asSets(want));
+    // What frr-reload.py would have to do: only the prefixes that come or go, no renumbering.
+    const have = new Set(running);
+    const lines = new Set(aligned.split('\n'));
+    const toAdd = [...lines].filter((l) => !have.has(l));
+    const toDelete = [...have].filter((l) => !lines.has(l));
+    const keysBefore = new Set(asSets(running));
+    const keysAfter = new Set(asSets(want));
+    expect(toAdd).toHaveLength([...keysAfter].filter((k) => !keysBefore.has(k)).length);
+    expect(toDelete).toHaveLength([...keysBefore].filter((k) => !keysAfter.has(k)).length);
   });
 });
 
