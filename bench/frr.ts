@@ -78,7 +78,7 @@ const SKIP_FULL = env.IRONLB_BENCH_SKIP_FULL === '1';
 const SKIP_BURST = env.IRONLB_BENCH_SKIP_BURST === '1';
 /** Bounds, in seconds; the defaults grow with N. */
 const loadTimeoutS = (n: number) =>
-  num('IRONLB_BENCH_LOAD_TIMEOUT_S', n >= 5000 ? 2700 : n >= 500 ? 900 : 120);
+  num('IRONLB_BENCH_LOAD_TIMEOUT_S', n >= 5000 ? 3600 : n >= 500 ? 900 : 120);
 const changeTimeoutS = (n: number) => num('IRONLB_BENCH_CHANGE_TIMEOUT_S', n >= 5000 ? 120 : 60);
 const fullChangeTimeoutS = (n: number) => num('IRONLB_BENCH_FULL_TIMEOUT_S', n >= 5000 ? 600 : 300);
 const burstTimeoutS = (n: number) => num('IRONLB_BENCH_BURST_TIMEOUT_S', n >= 5000 ? 2400 : 900);
