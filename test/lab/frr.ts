@@ -80,20 +80,9 @@ async function frrUser(): Promise<{ uid: number; gid: number }> {
   return frrIds;
 }
 
-/**
- * Extracts FRR's error lines from vtysh output. vtysh -f / -C / -b report each rejected line as
- * `line N: % <reason>[code]: <line text>` (or `line N: Failure to communicate[13] to bgpd, line: ...`).
- */
-export function parseVtyshErrors(output: string): string[] {
-  const errors: string[] = [];
-  for (const raw of output.split('\n')) {
-    const l = raw.trimEnd();
-    if (!l.trim()) continue;
-    if (/Can't open configuration file .*vtysh\.conf/.test(l)) continue;
-    errors.push(l);
-  }
-  return errors;
-}
+/** The production parser of vtysh error lines (one source for the product and the lab). */
+export { parseVtyshErrors } from '../../src/frr/vtysh.js';
+import { frrDryRun as productDryRun, parseVtyshErrors } from '../../src/frr/vtysh.js';
 
 /** True when /proc/<pid>/cmdline is that of `daemon` of pathspace `name` (guards against PID reuse). */
 function isOurDaemon(pid: number, daemon: string, name: string): boolean {
@@ -329,21 +318,6 @@ export function startFrr(opts: FrrOptions): Promise<FrrInstance> {
  * without `remote-as`) pass.
  */
 export async function frrDryRun(confText: string): Promise<ConfigCheckResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'ilfrr-dry-'));
-  try {
-    // Own config dir, so the check neither reads nor depends on /etc/frr.
-    await writeFile(join(dir, 'vtysh.conf'), 'service integrated-vtysh-config\n');
-    const file = join(dir, 'frr.conf');
-    await writeFile(file, confText);
-    const r = await run(['vtysh', '--config_dir', dir, '-C', '-f', file], { timeoutMs: 60_000 });
-    const errors = parseVtyshErrors(r.stderr);
-    if (r.code !== 0 && errors.length === 0) {
-      errors.push(
-        `vtysh -C exited with code ${r.code}${r.timedOut ? ' (timed out)' : ''}: ${r.stdout.trim()}`,
-      );
-    }
-    return { ok: r.code === 0 && errors.length === 0, errors };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const r = await productDryRun(confText, { timeoutMs: 60_000 });
+  return { ok: r.ok, errors: [...r.errors] };
 }
