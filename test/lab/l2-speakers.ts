@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { packageRootFrom } from '../../src/l2/helper.js';
 import { registerExitCleanup } from './cleanup.js';
-import { CLIENT_SYSCTLS, NODE_SYSCTLS } from './l2.js';
+import { addSecondLink, CLIENT_SYSCTLS, NODE_SYSCTLS, tuneClientLink, type SecondLink } from './l2.js';
 import { exec, execOk, Topology, type HostSpec, type LabHost } from './netns.js';
 import { isAlive, procArgv } from './proc.js';
 import { waitFor } from './wait.js';
@@ -37,8 +37,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export const CLIENT_MAC = '02:00:00:00:00:10';
 export const FOREIGN_MAC = '02:00:00:00:00:1f';
 /** MACs of the optional second link: node1's end, the client's end. */
-export const NODE1_B_MAC = '02:00:00:00:01:11';
-export const CLIENT_B_MAC = '02:00:00:00:01:10';
+export { CLIENT_B_MAC, NODE1_B_MAC } from './l2.js';
 
 export interface ClusterHost extends LabHost {
   v4: string;
@@ -56,7 +55,7 @@ export interface ClusterLab {
   client: ClusterHost;
   nodes: ClusterNode[];
   foreign?: ClusterHost;
-  second?: { node1If: string; clientIf: string; node1V4: string; clientV4: string; node1V6: string };
+  second?: SecondLink;
   node(name: string): ClusterNode;
   byMac(mac: string): ClusterNode | undefined;
   teardown(): Promise<void>;
@@ -76,14 +75,6 @@ async function setMac(ns: string, ifname: string, mac: string): Promise<void> {
 }
 
 /** Client NUD: first unicast probe after 1 s instead of 5 s (as l2.ts does). */
-async function tuneClientLink(ns: string, ifname: string): Promise<void> {
-  await execOk(ns, [
-    'sysctl',
-    '-qw',
-    `net.ipv4.neigh.${ifname}.delay_first_probe_time=1`,
-    `net.ipv6.neigh.${ifname}.delay_first_probe_time=1`,
-  ]);
-}
 
 export async function createClusterLab(opts: ClusterLabOptions = {}): Promise<ClusterLab> {
   const n = opts.nodes ?? 3;
@@ -118,46 +109,7 @@ export async function createClusterLab(opts: ClusterLabOptions = {}): Promise<Cl
       teardown: () => topo.teardown(),
     };
     if (opts.foreign) lab.foreign = await full('fx', FOREIGN_MAC);
-    if (opts.secondLink) {
-      const n1 = nodes[0]!.ns;
-      const c = client.ns;
-      const n1If = `${topo.prefix}-n1b`;
-      const cIf = `${topo.prefix}-cb`;
-      // Both ends created straight into their namespaces: nothing touches the root namespace.
-      await execOk(null, [
-        'ip',
-        'link',
-        'add',
-        n1If,
-        'netns',
-        n1,
-        'address',
-        NODE1_B_MAC,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        cIf,
-        'netns',
-        c,
-        'address',
-        CLIENT_B_MAC,
-      ]);
-      await execOk(null, ['ip', '-n', n1, 'addr', 'add', '198.51.100.11/24', 'dev', n1If]);
-      await execOk(null, ['ip', '-n', n1, 'addr', 'add', '2001:db8:1::11/64', 'dev', n1If, 'nodad']);
-      await execOk(null, ['ip', '-n', c, 'addr', 'add', '198.51.100.10/24', 'dev', cIf]);
-      await execOk(null, ['ip', '-n', c, 'addr', 'add', '2001:db8:1::10/64', 'dev', cIf, 'nodad']);
-      await execOk(null, ['ip', '-n', n1, 'link', 'set', n1If, 'up']);
-      await execOk(null, ['ip', '-n', c, 'link', 'set', cIf, 'up']);
-      await tuneClientLink(c, cIf);
-      lab.second = {
-        node1If: n1If,
-        clientIf: cIf,
-        node1V4: '198.51.100.11',
-        clientV4: '198.51.100.10',
-        node1V6: '2001:db8:1::11',
-      };
-    }
+    if (opts.secondLink) lab.second = await addSecondLink(topo.prefix, nodes[0]!.ns, client.ns);
     return lab;
   } catch (e) {
     await topo.teardown();

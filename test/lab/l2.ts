@@ -36,7 +36,7 @@ export const CLIENT_SYSCTLS: Record<string, string> = {
 };
 
 /** Per-interface client settings (neigh.default.* exists only in the root namespace). */
-async function tuneClientLink(ns: string, ifname: string): Promise<void> {
+export async function tuneClientLink(ns: string, ifname: string): Promise<void> {
   await execOk(ns, [
     'sysctl',
     '-qw',
@@ -55,7 +55,7 @@ export interface L2Lab {
   node1: L2Host;
   node2: L2Host;
   /** The second link (when requested): node1's end and the client's end. */
-  second?: { node1If: string; clientIf: string; node1V4: string; clientV4: string; node1V6: string };
+  second?: SecondLink;
   teardown(): Promise<void>;
 }
 
@@ -93,45 +93,7 @@ export async function createL2Lab(opts: L2LabOptions = {}): Promise<L2Lab> {
       node2: hosts.n2!,
       teardown: () => topo.teardown(),
     };
-    if (opts.secondLink) {
-      const n1If = `${topo.prefix}-n1b`;
-      const cIf = `${topo.prefix}-cb`;
-      const n1 = lab.node1.ns;
-      const c = lab.client.ns;
-      await execOk(null, [
-        'ip',
-        'link',
-        'add',
-        n1If,
-        'netns',
-        n1,
-        'address',
-        NODE1_B_MAC,
-        'type',
-        'veth',
-        'peer',
-        'name',
-        cIf,
-        'netns',
-        c,
-        'address',
-        CLIENT_B_MAC,
-      ]);
-      await execOk(null, ['ip', '-n', n1, 'addr', 'add', '198.51.100.11/24', 'dev', n1If]);
-      await execOk(null, ['ip', '-n', n1, 'addr', 'add', '2001:db8:1::11/64', 'dev', n1If, 'nodad']);
-      await execOk(null, ['ip', '-n', c, 'addr', 'add', '198.51.100.10/24', 'dev', cIf]);
-      await execOk(null, ['ip', '-n', c, 'addr', 'add', '2001:db8:1::10/64', 'dev', cIf, 'nodad']);
-      await execOk(null, ['ip', '-n', n1, 'link', 'set', n1If, 'up']);
-      await execOk(null, ['ip', '-n', c, 'link', 'set', cIf, 'up']);
-      await tuneClientLink(c, cIf);
-      lab.second = {
-        node1If: n1If,
-        clientIf: cIf,
-        node1V4: '198.51.100.11',
-        clientV4: '198.51.100.10',
-        node1V6: '2001:db8:1::11',
-      };
-    }
+    if (opts.secondLink) lab.second = await addSecondLink(topo.prefix, lab.node1.ns, lab.client.ns);
     return lab;
   } catch (e) {
     await topo.teardown();
@@ -262,4 +224,52 @@ export async function pingOnce(ns: string, ip: string, opts: { source?: string }
   argv.push(ip);
   const r = await exec(ns, argv, { timeoutMs: 5_000 });
   return r.code === 0;
+}
+
+export interface SecondLink {
+  node1If: string;
+  clientIf: string;
+  node1V4: string;
+  clientV4: string;
+  node1V6: string;
+}
+
+/** A second link between node1 and the client (198.51.100.0/24, 2001:db8:1::/64) for `interfaces` tests. */
+export async function addSecondLink(prefix: string, n1: string, c: string): Promise<SecondLink> {
+  const n1If = `${prefix}-n1b`;
+  const cIf = `${prefix}-cb`;
+  // Both ends created straight into their namespaces: nothing touches the root namespace.
+  await execOk(null, [
+    'ip',
+    'link',
+    'add',
+    n1If,
+    'netns',
+    n1,
+    'address',
+    NODE1_B_MAC,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    cIf,
+    'netns',
+    c,
+    'address',
+    CLIENT_B_MAC,
+  ]);
+  await execOk(null, ['ip', '-n', n1, 'addr', 'add', '198.51.100.11/24', 'dev', n1If]);
+  await execOk(null, ['ip', '-n', n1, 'addr', 'add', '2001:db8:1::11/64', 'dev', n1If, 'nodad']);
+  await execOk(null, ['ip', '-n', c, 'addr', 'add', '198.51.100.10/24', 'dev', cIf]);
+  await execOk(null, ['ip', '-n', c, 'addr', 'add', '2001:db8:1::10/64', 'dev', cIf, 'nodad']);
+  await execOk(null, ['ip', '-n', n1, 'link', 'set', n1If, 'up']);
+  await execOk(null, ['ip', '-n', c, 'link', 'set', cIf, 'up']);
+  await tuneClientLink(c, cIf);
+  return {
+    node1If: n1If,
+    clientIf: cIf,
+    node1V4: '198.51.100.11',
+    clientV4: '198.51.100.10',
+    node1V6: '2001:db8:1::11',
+  };
 }
