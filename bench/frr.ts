@@ -817,9 +817,12 @@ async function main(): Promise<number> {
     `bench:frr sizes ${SIZES.join(', ')}; ${REPS} runs per change (${FULL_REPS} with frr-reload); burst ${BURST}`,
   );
   const results: SizeResult[] = [];
-  for (const n of SIZES) results.push(await runSize(n));
+  for (const n of SIZES) {
+    results.push(await runSize(n));
+    // Figures so far, in case a later (long) size does not finish.
+    if (env.IRONLB_BENCH_JSON) await writeFile(env.IRONLB_BENCH_JSON, JSON.stringify(results, null, 2));
+  }
   report(results);
-  if (env.IRONLB_BENCH_JSON) await writeFile(env.IRONLB_BENCH_JSON, JSON.stringify(results, null, 2));
   return 0;
 }
 
