@@ -26,8 +26,16 @@
  *   A diff the incremental path cannot do safely, a vtysh error or a failed targeted check falls
  *   back to the full reload. A failed lazy check re-applies the config: incrementally from what
  *   FRR really has when only prefix-list entries differ, otherwise as a full reload.
+ * - Withdrawal sweep: FRR 8.4 skips an update-subgroup whose coalesce timer runs (the first
+ *   1-10 s after a session comes up) when a route goes, and the coalesce run afterwards only
+ *   announces what is in the table: a `network` removed in that window stays in the neighbor's
+ *   Adj-RIB-Out and is never withdrawn (seen in bgp-e2e: the router kept the route for good, and
+ *   `clear bgp … soft out` does not help). So every `network` an apply removes is, once FRR's
+ *   longest coalesce time has surely passed, added and removed again in one `vtysh -f`: with the
+ *   prefix gone from every out prefix-list nothing is announced, and a stale Adj-RIB-Out entry
+ *   gets its withdrawal. Costs one short vtysh run per burst of removals.
  * - `mode: 'full'` forces every apply through frr-reload.py (upstream MetalLB's behaviour), with
- *   no check afterwards; for comparisons.
+ *   no check afterwards and no withdrawal sweep; for comparisons.
  * - When the full reload fails too, the last good config is applied again (frr-reload --reload),
  *   lastError is recorded and the same config is retried with exponential back-off
  *   (0.5 s doubling to 30 s by default). A different submission is tried at once.
@@ -138,6 +146,9 @@ export interface FrrApplyStatus {
     readonly unchanged: number;
     readonly failed: number;
     readonly rejected: number;
+    /** Withdrawal sweeps run (see FrrApplier) and the `network` lines they bounced. */
+    readonly sweeps: number;
+    readonly sweptNetworks: number;
   };
   /** Lazy whole-config checks since start: passed, found a difference. */
   readonly checks: { readonly ok: number; readonly failed: number };
@@ -159,6 +170,12 @@ export interface FrrApplierOptions {
   readonly checkDelayMs?: number;
   /** Most prefix-list entries checked one by one; more and `show running-config` is cheaper (64). */
   readonly maxEntryChecks?: number;
+  /**
+   * Delay of the withdrawal sweep after the apply that removed `network` lines (default: FRR's
+   * coalesce time for the config's number of neighbors, 1 000 + 50 per neighbor up to 10 000 ms,
+   * plus 1 000 ms; negative: no sweep).
+   */
+  readonly withdrawSweepMs?: number;
   /** Clock (ms), for tests. */
   readonly now?: () => number;
   /** Called after every change of status() (submission, attempt start/end, retry scheduled). */
@@ -201,6 +218,49 @@ export function summariseOutput(output: string, maxLines = 12): string {
   return maskPasswords(pick.join('\n')).slice(0, MAX_ERROR_CHARS);
 }
 
+interface SweepItem {
+  readonly router: string;
+  readonly af: string;
+  readonly prefix: string;
+  /** Unix time (ms) from which the sweep may bounce it. */
+  readonly due: number;
+  /** How much earlier it may go along with a sweep that runs anyway (a quarter of its margin). */
+  readonly slack: number;
+}
+
+const AF_UNICAST = /^address-family (?:ipv4|ipv6) unicast$/;
+const NETWORK = /^network (\S+)$/;
+
+/** The `network` lines of a config by router, address-family and prefix. */
+export function networksOf(tree: ConfigTree): Map<string, Omit<SweepItem, 'due' | 'slack'>> {
+  const out = new Map<string, Omit<SweepItem, 'due' | 'slack'>>();
+  for (const router of tree.root.children.values()) {
+    if (router.kind !== 'router-bgp') continue;
+    for (const af of router.children.values()) {
+      if (af.kind !== 'address-family' || !AF_UNICAST.test(af.text)) continue;
+      for (const l of af.children.values()) {
+        const m = l.kind === 'line' ? NETWORK.exec(l.text) : null;
+        if (m)
+          out.set(`${router.text}\0${af.text}\0${m[1]}`, { router: router.text, af: af.text, prefix: m[1]! });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * FRR 8.4's subgroup coalesce time for this many neighbors (1 000 ms + 50 ms each, at most
+ * 10 000 ms), plus a second of margin.
+ */
+export function sweepDelayFor(tree: ConfigTree): number {
+  let neighbors = 0;
+  for (const router of tree.root.children.values()) {
+    if (router.kind !== 'router-bgp') continue;
+    for (const l of router.children.values()) if (/^neighbor \S+ remote-as /.test(l.text)) neighbors++;
+  }
+  return Math.min(10_000, 1000 + 50 * neighbors) + 1000;
+}
+
 const isAbort = (e: unknown) => e instanceof Error && (e.name === 'AbortError' || /aborted/i.test(e.message));
 
 export class FrrApplier {
@@ -211,6 +271,7 @@ export class FrrApplier {
   private readonly maxBackoffMs: number;
   private readonly checkDelayMs: number;
   private readonly maxEntryChecks: number;
+  private readonly withdrawSweepMs: number | undefined;
   private readonly now: () => number;
   private readonly onStatus: ((status: FrrApplyStatus) => void) | undefined;
 
@@ -240,6 +301,9 @@ export class FrrApplier {
   private retry: { job: Job; timer: NodeJS.Timeout; at: number } | undefined;
   private backoffMs = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Removed `network` lines awaiting the withdrawal sweep, by key (see networksOf). */
+  private sweep = new Map<string, SweepItem>();
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   private lastError: string | undefined;
   private lastAppliedAt: number | undefined;
@@ -249,7 +313,15 @@ export class FrrApplier {
   private rejectedGeneration: number | undefined;
   private lastAttemptAt: number | undefined;
   private lastTimings: ApplyTimings | undefined;
-  private readonly counts = { incremental: 0, full: 0, unchanged: 0, failed: 0, rejected: 0 };
+  private readonly counts = {
+    incremental: 0,
+    full: 0,
+    unchanged: 0,
+    failed: 0,
+    rejected: 0,
+    sweeps: 0,
+    sweptNetworks: 0,
+  };
 
   constructor(opts: FrrApplierOptions) {
     this.exec = opts.executor;
@@ -259,6 +331,7 @@ export class FrrApplier {
     this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
     this.checkDelayMs = opts.checkDelayMs ?? 1000;
     this.maxEntryChecks = opts.maxEntryChecks ?? 64;
+    this.withdrawSweepMs = opts.withdrawSweepMs;
     this.now = opts.now ?? Date.now;
     this.onStatus = opts.onStatus;
   }
@@ -277,6 +350,8 @@ export class FrrApplier {
     this.retry = undefined;
     if (this.checkTimer) clearTimeout(this.checkTimer);
     this.checkTimer = undefined;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
     this.checkAbort?.abort();
     await this.loop;
     this.notifyIdle();
@@ -358,6 +433,7 @@ export class FrrApplier {
   private kick(): void {
     if (!this.started || this.stopped || this.loop || this.retry) return;
     if (!this.pending) {
+      this.scheduleSweep();
       this.scheduleCheck();
       return;
     }
@@ -387,6 +463,79 @@ export class FrrApplier {
       this.changed();
     }, delay);
     this.checkTimer.unref();
+  }
+
+  /** Arms the withdrawal sweep for the earliest removed `network` still waiting. */
+  private scheduleSweep(): void {
+    if (this.sweepTimer || this.sweep.size === 0) return;
+    let due = Infinity;
+    for (const it of this.sweep.values()) due = Math.min(due, it.due);
+    this.sweepTimer = setTimeout(
+      () => {
+        this.sweepTimer = undefined;
+        if (this.stopped) return;
+        if (this.loop || this.retry || this.pending) return; // kick() re-arms it afterwards
+        this.loop = this.runSweep().finally(() => this.loopEnded());
+        this.changed();
+      },
+      Math.max(0, due - this.now()),
+    );
+    this.sweepTimer.unref();
+  }
+
+  /** Adds and removes again, in one `vtysh -f`, every removed `network` whose time has come. */
+  private async runSweep(): Promise<void> {
+    const good = this.lastGood;
+    if (!good || this.dirty) {
+      this.sweep.clear();
+      return;
+    }
+    const now = this.now();
+    const current = networksOf(good.tree);
+    const routers = new Set(
+      [...good.tree.root.children.values()].filter((c) => c.kind === 'router-bgp').map((c) => c.text),
+    );
+    const due: SweepItem[] = [];
+    for (const [key, it] of this.sweep) {
+      if (it.due - it.slack > now) continue;
+      this.sweep.delete(key);
+      // Back in the config (nothing to withdraw) or its router is gone (sessions closed).
+      if (current.has(key) || !routers.has(it.router)) continue;
+      due.push(it);
+    }
+    if (!due.length) return;
+    const changes = due.flatMap((it) => [
+      { context: [it.router, it.af], op: 'add' as const, command: `network ${it.prefix}` },
+      { context: [it.router, it.af], op: 'delete' as const, command: `no network ${it.prefix}` },
+    ]);
+    const t0 = this.now();
+    try {
+      const r = await this.exec.applyScript(renderVtyshScript(changes));
+      this.counts.sweeps++;
+      this.counts.sweptNetworks += due.length;
+      if (r.ok) this.log.debug('FRR withdrawal sweep', { networks: due.length, ms: this.now() - t0 });
+      else
+        this.log.warn('FRR withdrawal sweep failed', {
+          networks: due.length,
+          output: summariseOutput(r.output, 4),
+        });
+    } catch (e) {
+      this.log.warn('FRR withdrawal sweep failed', { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /** Queues the `network` lines `next` drops from `prev` for the withdrawal sweep. */
+  private queueSweep(prev: ConfigTree, next: ConfigTree): void {
+    if (this.forceFull || (this.withdrawSweepMs ?? 0) < 0) return;
+    const before = networksOf(prev);
+    const after = networksOf(next);
+    for (const key of after.keys()) this.sweep.delete(key);
+    if ([...before.keys()].every((key) => after.has(key))) return;
+    const delay = this.withdrawSweepMs ?? sweepDelayFor(next);
+    // The default delay has a second of margin over FRR's coalesce time.
+    const slack = this.withdrawSweepMs === undefined ? 250 : Math.floor(delay / 4);
+    const due = this.now() + delay;
+    for (const [key, it] of before) if (!after.has(key)) this.sweep.set(key, { ...it, due, slack });
   }
 
   private async run(): Promise<void> {
@@ -701,6 +850,7 @@ export class FrrApplier {
   }
 
   private succeed(job: Job, tree: ConfigTree, mode: ApplyMode): void {
+    if (this.lastGood && this.lastGood.tree !== tree) this.queueSweep(this.lastGood.tree, tree);
     this.lastGood = { generation: job.generation, text: job.text, tree };
     this.dirty = false;
     this.resync = false;

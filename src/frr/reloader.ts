@@ -62,6 +62,8 @@ export interface ReloaderOptions {
   readonly timeouts?: VtyshExecutorOptions['timeouts'];
   /** Quiet time before the lazy `show running-config` check (see FrrApplierOptions). */
   readonly checkDelayMs?: number;
+  /** Delay of the withdrawal sweep (see FrrApplierOptions; negative: none). */
+  readonly withdrawSweepMs?: number;
 }
 
 /** The apply mode from IRONLB_FRR_APPLY_MODE (`full`, or `auto` / `incremental` / unset). */
@@ -147,6 +149,7 @@ export class FrrReloader {
       log: opts.log,
       mode,
       ...(opts.checkDelayMs !== undefined ? { checkDelayMs: opts.checkDelayMs } : {}),
+      ...(opts.withdrawSweepMs !== undefined ? { withdrawSweepMs: opts.withdrawSweepMs } : {}),
       ...(opts.initialBackoffMs !== undefined ? { initialBackoffMs: opts.initialBackoffMs } : {}),
       ...(opts.maxBackoffMs !== undefined ? { maxBackoffMs: opts.maxBackoffMs } : {}),
       onStatus: () => this.scheduleStatusWrite(),

@@ -445,6 +445,63 @@ protocol bgp i2_6 from ibgp6 { neighbor ${N2.ib6} as 64510; }
       expect((await birdPaths(bird!, P(WEB[0]!))).size).toBe(2);
     }, 60_000);
 
+    /**
+     * FRR 8.4 skips an update-subgroup whose coalesce timer runs when a route goes, so a
+     * `network` removed within ~1 s of a session coming up stayed in the neighbor's Adj-RIB-Out
+     * for good (found here: 8 of 9 runs of the test above alone). The reloader's withdrawal sweep
+     * bounces removed networks once that window is over.
+     */
+    test('a Service deleted right after a session reset is withdrawn; the reloader sweeps the removed networks', async () => {
+      const LATE = ['198.51.100.12', '2001:db8:ffff::c'];
+      await putAll('svc-late.yaml', docs(service('late', LATE)));
+      const fromNode2 = async () => {
+        for (const ip of LATE)
+          if (!(await birdPaths(bird!, P(ip))).has(ip.includes(':') ? 'n2_6' : 'n2_4')) return false;
+        return true;
+      };
+      await waitFor(fromNode2, { timeoutMs: 30_000, intervalMs: 50, what: `${LATE.join(', ')} from node2` });
+      const swept = async () => (await nodes[1]!.status())?.counts?.sweptNetworks ?? 0;
+      const before = await swept();
+      // Hard reset of node2's sessions; the Service goes as soon as its routes are back.
+      await nodes[1]!.frr!.vtysh('clear bgp *');
+      await waitFor(async () => !(await fromNode2()), {
+        timeoutMs: 15_000,
+        intervalMs: 20,
+        what: 'node2 routes gone',
+      });
+      await waitFor(fromNode2, {
+        timeoutMs: 30_000,
+        intervalMs: 20,
+        what: `${LATE.join(', ')} from node2 again`,
+      });
+      const t0 = Date.now();
+      await Promise.all(nodes.map((n) => n.remove('svc-late.yaml')));
+      await waitFor(
+        async () => {
+          for (const ip of LATE) {
+            const table = ip.includes(':') ? 'ibgp6t' : 'ibgp4t';
+            if ((await birdPaths(bird!, P(ip))).size > 0) return false;
+            if ((await birdPaths(bird!, P(ip), table)).size > 0) return false;
+          }
+          return true;
+        },
+        { timeoutMs: 20_000, intervalMs: 100, what: `${LATE.join(', ')} withdrawn at BIRD` },
+      );
+      console.log(
+        `bgp-e2e[bird]: deleted right after a session reset -> withdrawn after ${Date.now() - t0} ms`,
+      );
+      // node2's reloader bounced both removed networks (whether or not FRR had lost the withdrawal).
+      await waitFor(async () => (await swept()) - before >= LATE.length, {
+        timeoutMs: 15_000,
+        what: 'node2 withdrawal sweep',
+      });
+      // Sessions are back for the tests that follow.
+      await waitFor(async () => (await birdPaths(bird!, P(WEB[1]!))).size === 2, {
+        timeoutMs: 30_000,
+        what: `${P(WEB[1]!)} from both nodes`,
+      });
+    }, 120_000);
+
     test('a BGPAdvertisement whose nodeSelectors exclude node2: only node1 is the next hop', async () => {
       const pfx = P(RACKA);
       await waitFor(async () => (await birdPaths(bird!, pfx)).has('n1_4'), {

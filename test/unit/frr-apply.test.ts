@@ -13,7 +13,9 @@ import { runFrrReloader } from '../../src/cli/frr-reloader.js';
 import { UsageError } from '../../src/cli/io.js';
 import {
   FrrApplier,
+  networksOf,
   summariseOutput,
+  sweepDelayFor,
   type CheckResult,
   type ExecOutcome,
   type FrrExecutor,
@@ -246,13 +248,14 @@ const A = conf(['198.51.100.10/32']);
 const B = conf(['198.51.100.10/32', '198.51.100.11/32']);
 const C = conf(['198.51.100.12/32']);
 
-/** The lazy check is off unless a test turns it on. */
+/** The lazy check and the withdrawal sweep are off unless a test turns them on. */
 const applier = (fake: FakeFrr, extra: Partial<ConstructorParameters<typeof FrrApplier>[0]> = {}) => {
   const a = new FrrApplier({
     executor: fake,
     initialBackoffMs: 20,
     maxBackoffMs: 80,
     checkDelayMs: -1,
+    withdrawSweepMs: -1,
     ...extra,
   });
   a.start();
@@ -308,7 +311,15 @@ describe('FrrApplier', () => {
       mode: 'incremental',
       lastVerify: 'entries',
     });
-    expect(a.status().counts).toEqual({ incremental: 1, full: 1, unchanged: 0, failed: 0, rejected: 0 });
+    expect(a.status().counts).toEqual({
+      incremental: 1,
+      full: 1,
+      unchanged: 0,
+      failed: 0,
+      rejected: 0,
+      sweeps: 0,
+      sweptNetworks: 0,
+    });
     expect(a.status().lastTimings).toMatchObject({
       parseMs: expect.any(Number),
       diffMs: expect.any(Number),
@@ -809,6 +820,115 @@ async function writeAtomically(dir: string, text: string): Promise<void> {
 }
 
 const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+
+describe('FrrApplier: withdrawal sweep (FRR 8.4 coalesce window)', () => {
+  const scripts = (fake: FakeFrr) => fake.calls.filter((c) => c.op === 'applyScript').map((c) => c.text);
+  const BOUNCE_11 = [
+    'router bgp 64510',
+    ' address-family ipv4 unicast',
+    '  network 198.51.100.11/32',
+    '  no network 198.51.100.11/32',
+    ' exit-address-family',
+    'exit',
+    '',
+  ].join('\n');
+
+  test('a removed network is added and removed again once, after the delay; the running config is unchanged', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake, { withdrawSweepMs: 40 });
+    a.submit(B);
+    await a.whenIdle();
+    a.submit(A); // .11 goes
+    await a.whenIdle();
+    fake.calls = [];
+    const running = formatTree({ root: fake.root, problems: [] });
+    await sleep(15);
+    expect(scripts(fake)).toEqual([]); // not before the delay
+    await sleep(100);
+    expect(scripts(fake)).toEqual([BOUNCE_11]);
+    expect(fake.ops()).toEqual(['applyScript']); // no dry run, no check: nothing changes
+    expect(formatTree({ root: fake.root, problems: [] })).toBe(running);
+    expect(a.status().counts).toMatchObject({ sweeps: 1, sweptNetworks: 1 });
+    await sleep(100);
+    expect(scripts(fake)).toHaveLength(1); // once
+  });
+
+  test('removals in a burst are swept together; a network that came back is left alone', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake, { withdrawSweepMs: 60 });
+    a.submit(conf(['198.51.100.10/32', '198.51.100.11/32', '198.51.100.12/32', '198.51.100.13/32']));
+    await a.whenIdle();
+    a.submit(conf(['198.51.100.10/32', '198.51.100.13/32'])); // .11 and .12 go
+    await a.whenIdle();
+    a.submit(conf(['198.51.100.10/32', '198.51.100.12/32'])); // .12 back, .13 goes
+    await a.whenIdle();
+    fake.calls = [];
+    await sleep(200);
+    const s = scripts(fake);
+    expect(s).toHaveLength(1);
+    expect(s[0]).toContain('no network 198.51.100.11/32');
+    expect(s[0]).toContain('no network 198.51.100.13/32');
+    expect(s[0]).not.toContain('198.51.100.12/32');
+    expect(a.status().counts).toMatchObject({ sweeps: 1, sweptNetworks: 2 });
+  });
+
+  test('no sweep when the router itself went, in full mode, or when turned off', async () => {
+    for (const [extra, next] of [
+      [{ withdrawSweepMs: 20 }, 'log stdout informational\n'],
+      [{ withdrawSweepMs: 20, mode: 'full' as const }, A],
+      [{ withdrawSweepMs: -1 }, A],
+    ] as const) {
+      const fake = new FakeFrr();
+      const a = make(fake, extra);
+      a.submit(B);
+      await a.whenIdle();
+      a.submit(next);
+      await a.whenIdle();
+      fake.calls = [];
+      await sleep(80);
+      expect(scripts(fake)).toEqual([]);
+      expect(a.status().counts.sweeps).toBe(0);
+    }
+  });
+
+  test('the default delay follows FRR 8.4 coalesce time: 1 s + 50 ms per neighbor (at most 10 s), plus 1 s', () => {
+    const neighbors = (n: number) =>
+      parseConfig(
+        [
+          'router bgp 64510',
+          ...Array.from({ length: n }, (_, i) => ` neighbor 192.0.2.${i + 1} remote-as 64500`),
+        ].join('\n'),
+      );
+    expect(sweepDelayFor(neighbors(0))).toBe(2000);
+    expect(sweepDelayFor(neighbors(4))).toBe(2200);
+    expect(sweepDelayFor(neighbors(200))).toBe(11_000);
+  });
+
+  test('networksOf: by router, address-family and prefix (unicast only)', () => {
+    const t = parseConfig(
+      [
+        'router bgp 64510',
+        ' address-family ipv4 unicast',
+        '  network 198.51.100.10/32',
+        ' exit-address-family',
+        ' address-family ipv6 unicast',
+        '  network 2001:db8::a/128',
+        ' exit-address-family',
+        'exit',
+        'router bgp 64510 vrf red',
+        ' address-family ipv4 unicast',
+        '  network 198.51.100.10/32',
+        ' exit-address-family',
+        'exit',
+      ].join('\n'),
+    );
+    expect([...networksOf(t).values()].map((n) => `${n.router} | ${n.af} | ${n.prefix}`)).toEqual([
+      'router bgp 64510 | address-family ipv4 unicast | 198.51.100.10/32',
+      'router bgp 64510 | address-family ipv6 unicast | 2001:db8::a/128',
+      'router bgp 64510 vrf red | address-family ipv4 unicast | 198.51.100.10/32',
+    ]);
+  });
+});
 
 describe('FRR reloader (sidecar)', () => {
   let dir = '';
