@@ -629,6 +629,11 @@ export interface MembershipOptions {
   readonly random?: () => number;
   /** Return false to drop a datagram (tests: partitions, loss). */
   readonly packetFilter?: (p: PacketInfo) => boolean;
+  /**
+   * Declare a member dead when two pings in a row are refused (ICMP port unreachable: its host is
+   * up but nothing listens on its port, i.e. the speaker process is gone). Default true.
+   */
+  readonly deadOnRefusal?: boolean;
 }
 
 export type Phase = 'stopped' | 'joining' | 'fenced' | 'hold-down' | 'ok';
@@ -648,6 +653,8 @@ export interface MembershipStats {
     left: number;
     fenced: number;
     holdDowns: number;
+    /** Members declared dead because their port refused our pings. */
+    refused: number;
   };
   incarnation: number;
 }
@@ -675,6 +682,11 @@ interface Member {
   since: number;
   /** Suspect/dead claimed by us while fenced: not authoritative, not gossiped. */
   localClaim: boolean;
+  /**
+   * Dead because its host refused our pings (its process is gone, we reach its host): it cannot
+   * be answering for any IP, so it does not keep us fenced while it waits to be reaped.
+   */
+  refused?: boolean;
 }
 
 interface Dest {
@@ -687,6 +699,20 @@ interface Probe {
   readonly target: string;
   acked: boolean;
   readonly relays: Set<string>;
+}
+
+/**
+ * A UDP socket connected to one member, for direct pings: the kernel reports an ICMP port
+ * unreachable on a connected socket only (ECONNREFUSED), which tells "process gone" apart from
+ * "host or path gone" within a round trip.
+ */
+interface ProbeSocket {
+  readonly sock: dgram.Socket;
+  readonly address: string;
+  readonly port: number;
+  /** Refusals since the last datagram from the member, and when the first came. */
+  refusals: number;
+  firstRefusalAt: number;
 }
 
 interface Relay {
@@ -749,6 +775,9 @@ export class Membership {
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly filter?: (p: PacketInfo) => boolean;
+  private readonly deadOnRefusal: boolean;
+  /** Connected sockets for direct pings, by member name (see ProbeSocket). */
+  private readonly probeSockets = new Map<string, ProbeSocket & { ready: boolean }>();
   private readonly key: Buffer | null;
   private readonly tag: Buffer;
   private readonly family: 4 | 6;
@@ -809,6 +838,7 @@ export class Membership {
     this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.random = opts.random ?? Math.random;
     if (opts.packetFilter) this.filter = opts.packetFilter;
+    this.deadOnRefusal = opts.deadOnRefusal ?? true;
     this.key = opts.secret ? deriveKey(opts.secret, opts.keyDerivation) : null;
     this.tag = clusterTag(opts.cluster ?? 'ironlb');
     const fam = isIP(opts.bindAddress);
@@ -841,7 +871,16 @@ export class Membership {
       bytesReceived: 0,
       sendErrors: 0,
       dropped,
-      events: { joined: 0, suspected: 0, refuted: 0, dead: 0, left: 0, fenced: 0, holdDowns: 0 },
+      events: {
+        joined: 0,
+        suspected: 0,
+        refuted: 0,
+        dead: 0,
+        left: 0,
+        fenced: 0,
+        holdDowns: 0,
+        refused: 0,
+      },
       incarnation: 0,
     };
   }
@@ -954,6 +993,7 @@ export class Membership {
     } catch {
       // already closed
     }
+    for (const name of [...this.probeSockets.keys()]) this.closeProbeSocket(name);
     this.emitIfChanged();
   }
 
@@ -1151,6 +1191,8 @@ export class Membership {
   private handle(msg: WireMessage, rinfo: dgram.RemoteInfo): void {
     const now = this.mono();
     const h = msg.header;
+    const ps = this.probeSockets.get(h.from);
+    if (ps) ps.refusals = 0;
     // Round-trip evidence: the sender has seen one of our datagrams of this boot, and it neither
     // suspects us nor holds us dead (those may be about to answer, or answering, for our IPs).
     if (h.echoBoot === this.boot && h.echoSeq > 0) {
@@ -1302,11 +1344,13 @@ export class Membership {
     m.port = port;
     m.since = now;
     m.localClaim = false;
+    m.refused = false;
     this.dirty = true;
   }
 
   private setSuspect(m: Member, inc: number, now: number): void {
     m.state = 'suspect';
+    m.refused = false;
     m.inc = inc;
     m.since = now;
     m.localClaim = this.fenced;
@@ -1321,7 +1365,8 @@ export class Membership {
     this.suspicion.set(m.name, timer);
   }
 
-  private setDead(m: Member, inc: number, now: number, byUs: boolean): void {
+  private setDead(m: Member, inc: number, now: number, byUs: boolean, refused = false): void {
+    m.refused = refused;
     this.cancel(this.suspicion.get(m.name));
     this.suspicion.delete(m.name);
     m.state = 'dead';
@@ -1330,8 +1375,9 @@ export class Membership {
     m.localClaim = byUs && this.fenced;
     this.counters.events.dead++;
     this.dirty = true;
+    this.closeProbeSocket(m.name);
     this.broadcast(m);
-    this.log.info('membership: member dead', { member: m.name, inc, byUs, local: m.localClaim });
+    this.log.info('membership: member dead', { member: m.name, inc, byUs, local: m.localClaim, refused });
   }
 
   private setLeft(m: Member, inc: number, now: number): void {
@@ -1343,6 +1389,7 @@ export class Membership {
     m.localClaim = false;
     this.counters.events.left++;
     this.dirty = true;
+    this.closeProbeSocket(m.name);
     this.broadcast(m);
     this.log.info('membership: member left', { member: m.name });
   }
@@ -1403,7 +1450,8 @@ export class Membership {
 
   /** Peers we should be able to reach: any non-left member not yet reaped, or unanswered seeds. */
   private expectsPeers(now: number): boolean {
-    for (const m of this.table.values()) if (m !== this.self && m.state !== 'left') return true;
+    for (const m of this.table.values())
+      if (m !== this.self && m.state !== 'left' && !(m.state === 'dead' && m.refused)) return true;
     return !this.hadPeers && this.seeds.length > 0 && now - this.startedAt < this.t.deadReapMs;
   }
 
@@ -1545,7 +1593,11 @@ export class Membership {
     const id = this.newProbeId();
     const p: Probe = { target: target.name, acked: false, relays: new Set() };
     this.probes.set(id, p);
-    this.sendMsg(target, { type: 'ping', probe: id, target: target.name });
+    this.sendMsg(
+      target,
+      { type: 'ping', probe: id, target: target.name },
+      { via: this.probeSocketFor(target) },
+    );
     this.after(this.t.probeTimeoutMs, () => {
       if (p.acked) return;
       const relays = this.pick(
@@ -1569,6 +1621,76 @@ export class Membership {
       const m = this.table.get(p.target);
       if (m && m.state === 'alive' && !this.stopping) this.setSuspect(m, m.inc, this.mono());
     });
+  }
+
+  /** The member's connected ping socket (created on first use; undefined when turned off). */
+  private probeSocketFor(m: Member): (ProbeSocket & { ready: boolean }) | undefined {
+    if (!this.deadOnRefusal || !this.running) return undefined;
+    const cur = this.probeSockets.get(m.name);
+    if (cur && cur.address === m.address && cur.port === m.port) return cur;
+    if (cur) this.closeProbeSocket(m.name);
+    const sock = dgram.createSocket({
+      type: this.family === 6 ? 'udp6' : 'udp4',
+      ipv6Only: this.family === 6,
+    });
+    const ps = { sock, address: m.address, port: m.port, refusals: 0, firstRefusalAt: 0, ready: false };
+    this.probeSockets.set(m.name, ps);
+    sock.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED') this.guard(() => this.onRefused(m.name, ps));
+      else this.log.debug?.('membership: ping socket error', { member: m.name, err: String(err) });
+    });
+    try {
+      sock.connect(m.port, m.address, () => {
+        ps.ready = true;
+      });
+    } catch (err) {
+      this.log.debug?.('membership: ping socket connect failed', { member: m.name, err: String(err) });
+      this.closeProbeSocket(m.name);
+      return undefined;
+    }
+    return ps;
+  }
+
+  private closeProbeSocket(name: string): void {
+    const ps = this.probeSockets.get(name);
+    if (!ps) return;
+    this.probeSockets.delete(name);
+    try {
+      ps.sock.close();
+    } catch {
+      // already closed
+    }
+  }
+
+  /**
+   * A ping to `name` was refused: its host answered that nothing listens on the port. One more
+   * ping at once; a second refusal within two periods (with no datagram from it in between) and
+   * it is dead without waiting for the suspicion timeout. A partition cannot cause this (no ICMP
+   * crosses it either), so the fencing bound is unaffected.
+   */
+  private onRefused(name: string, ps: ProbeSocket & { ready: boolean }): void {
+    if (!this.running || this.stopping || this.probeSockets.get(name) !== ps) return;
+    const m = this.table.get(name);
+    if (!m || (m.state !== 'alive' && m.state !== 'suspect')) return;
+    const now = this.mono();
+    if (ps.refusals === 0 || now - ps.firstRefusalAt > 2 * this.t.probeIntervalMs) {
+      ps.refusals = 1;
+      ps.firstRefusalAt = now;
+      this.sendMsg(
+        m,
+        { type: 'ping', probe: this.newProbeId(), target: m.name },
+        { via: ps, noGossip: true },
+      );
+      return;
+    }
+    ps.refusals++;
+    this.counters.events.refused++;
+    this.log.info('membership: pings refused (nothing listens on its port)', {
+      member: name,
+      address: `${m.address}:${m.port}`,
+    });
+    this.setDead(m, m.inc, now, true, true);
   }
 
   private relay(requester: Dest, probe: number, target: string, address: string, port: number): void {
@@ -1623,6 +1745,7 @@ export class Membership {
       if ((m.state === 'dead' || m.state === 'left') && now - m.since >= this.t.deadReapMs) {
         this.table.delete(m.name);
         this.queue.delete(m.name);
+        this.closeProbeSocket(m.name);
         this.log.info('membership: forgot member', { member: m.name, state: m.state });
       }
     }
@@ -1678,7 +1801,11 @@ export class Membership {
     };
   }
 
-  private sendMsg(dest: Dest, body: WireBody, opt: { extra?: WireEntry[]; noGossip?: boolean } = {}): void {
+  private sendMsg(
+    dest: Dest,
+    body: WireBody,
+    opt: { extra?: WireEntry[]; noGossip?: boolean; via?: ProbeSocket & { ready: boolean } } = {},
+  ): void {
     const sock = this.socket;
     if (!sock || !this.running) return;
     const header = this.header(dest);
@@ -1717,7 +1844,8 @@ export class Membership {
       if (this.inflight === 0) for (const d of [...this.drainWaiters]) d();
     };
     try {
-      sock.send(dg, dest.port, dest.address, done);
+      if (opt.via?.ready) opt.via.sock.send(dg, done);
+      else sock.send(dg, dest.port, dest.address, done);
     } catch (err) {
       done(err instanceof Error ? err : new Error(String(err)));
     }

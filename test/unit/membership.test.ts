@@ -380,8 +380,9 @@ describe('membership on loopback', () => {
     expect((ms[1] as unknown as { timers: Set<unknown> }).timers.size).toBe(0);
   });
 
-  it('crash (default timings): the others drop the node within seconds and never isolate', async () => {
-    const ms = await cluster(['a', 'b', 'c', 'd'], () => ({ timings: {} }));
+  it('crash of the host (default timings, no ICMP): the others drop the node within seconds and never isolate', async () => {
+    // deadOnRefusal off: on loopback the closed port would answer; a dead host does not.
+    const ms = await cluster(['a', 'b', 'c', 'd'], () => ({ timings: {}, deadOnRefusal: false }));
     await waitFor(() => converged(ms), 15_000, 'convergence');
     const [a, b, c, d] = ms as [Membership, Membership, Membership, Membership];
     const safety = watchSafety([a, b, c]);
@@ -409,6 +410,67 @@ describe('membership on loopback', () => {
       console.info(`membership: survivors isolated briefly: ${isoLogs.flat().length}`);
     await waitFor(() => converged([a, b, c]), 10_000, 'survivors converged');
     expect(safety.violations).toEqual([]);
+  });
+
+  it('crash of the process (default timings; its port now refuses): dead after two refused pings, long before the suspicion timeout', async () => {
+    const ms = await cluster(['a', 'b', 'c', 'd'], () => ({ timings: {} }));
+    await waitFor(() => converged(ms), 15_000, 'convergence');
+    const [a, b, c, d] = ms as [Membership, Membership, Membership, Membership];
+    const safety = watchSafety([a, b, c]);
+    const drops = watchDrops([a, b, c], ['a', 'b', 'c']);
+    const pending = [a, b, c].map((m) => when(m, () => !m.members().has('d'), 10_000, `${m.name} drops d`));
+    const t0 = now();
+    d.terminate(); // the socket closes: the kernel answers pings with ICMP port unreachable
+    const times = (await Promise.all(pending)).map((t) => t - t0);
+    console.info(
+      `membership: process crash (port refuses) detected after ${times.map((t) => t.toFixed(0)).join(' / ')} ms (suspicion would take ${DEFAULT_TIMINGS.suspicionMs} ms)`,
+    );
+    // Without the refusals nobody could drop it before probe + suspicion (≥ 1000 ms).
+    for (const t of times)
+      expect(t).toBeLessThan(DEFAULT_TIMINGS.probeIntervalMs + DEFAULT_TIMINGS.suspicionMs);
+    const refused = [a, b, c].reduce((n, m) => n + m.stats().events.refused, 0);
+    expect(refused).toBeGreaterThanOrEqual(1);
+    expect(logs.some((l) => l.includes('pings refused'))).toBe(true);
+    await sleep(300);
+    expect(drops).toEqual([]);
+    expect(safety.violations).toEqual([]);
+  });
+
+  it('a refused ping followed by an answer does not kill: the member started listening again', async () => {
+    const ms = await cluster(['a', 'b'], () => ({ timings: FAST }));
+    await waitFor(() => converged(ms), 15_000, 'convergence');
+    const [a, b] = ms as [Membership, Membership];
+    // One refusal only (a datagram from b comes before the second): nothing happens.
+    const internals = a as unknown as {
+      onRefused(name: string, ps: unknown): void;
+      probeSockets: Map<string, unknown>;
+    };
+    const ps = internals.probeSockets.get('b');
+    expect(ps).toBeDefined();
+    internals.onRefused('b', ps);
+    await sleep(3 * FAST.probeIntervalMs);
+    expect(a.members().has('b')).toBe(true);
+    expect(a.stats().events.refused).toBe(0);
+    expect(b.isolated()).toBe(false);
+  });
+
+  it('2 nodes, one process crashes (port refuses): the survivor drops it and answers alone without fencing', async () => {
+    const ms = await cluster(['a', 'b'], () => ({ timings: FAST }));
+    await waitFor(() => converged(ms), 15_000, 'convergence');
+    const [a, b] = ms as [Membership, Membership];
+    const iso = isolationLog(a);
+    const dead = when(a, () => !a.members().has('b'), 5000, 'a drops b');
+    const t0 = now();
+    b.terminate();
+    const tDead = (await dead) - t0;
+    await sleep(FAST.fenceTimeoutMs * 3);
+    console.info(
+      `membership: 2-node process crash (FAST): peer dead after ${tDead.toFixed(0)} ms, survivor never isolated`,
+    );
+    expect(tDead).toBeLessThan(FAST.probeIntervalMs + FAST.suspicionMs);
+    expect(iso).toEqual([]);
+    expect(a.isolated()).toBe(false);
+    expect(sorted(a.members())).toEqual(['a']);
   });
 
   it('graceful leave (default timings): dropped at once, stop() within 1 s', async () => {
@@ -591,9 +653,9 @@ describe('membership on loopback', () => {
     expect(safety.violations).toEqual([]);
   });
 
-  it('2 nodes, one crashes: the survivor fences (it cannot tell), then continues alone after deadReapMs', async () => {
+  it('2 nodes, one host crashes: the survivor fences (it cannot tell), then continues alone after deadReapMs', async () => {
     const timings = { ...FAST, deadReapMs: 1500 };
-    const ms = await cluster(['a', 'b'], () => ({ timings }));
+    const ms = await cluster(['a', 'b'], () => ({ timings, deadOnRefusal: false }));
     await waitFor(() => converged(ms), 15_000, 'convergence');
     const [a, b] = ms as [Membership, Membership];
     const iso = when(a, () => a.isolated(), 5000, 'a isolated');
