@@ -34,7 +34,7 @@ import {
 import { exec, labUnavailableReason } from '../test/lab/netns.js';
 import { waitFor } from '../test/lab/wait.js';
 
-const TRIALS = Number(process.env.IRONLB_L2_BENCH_TRIALS ?? 20);
+const TRIALS = Number(process.env.IRONLB_L2_TRIALS ?? 20);
 const ARP_PER_BLOCK = Number(process.env.IRONLB_L2_BENCH_ARP ?? 250);
 const ARP_BLOCKS = 4;
 /** arping -W: a reply later than this is attributed to the next request by arping. */

@@ -24,6 +24,8 @@ export interface ReadyEvent {
   event: 'ready';
   version: number;
   pid: number;
+  /** Answer threads, one per CPU (0: the main thread answers); see native/README.md. */
+  workers?: number;
 }
 export interface SetInterface {
   name: string;
@@ -135,6 +137,8 @@ export interface L2HelperOptions {
   binary?: string;
   /** Prepended to the command line, e.g. ['ip', 'netns', 'exec', ns] (must exec, not fork). */
   launcher?: string[];
+  /** Helper flags after the binary, e.g. ['--workers', '0']. */
+  args?: string[];
   /** First restart delay; doubles per consecutive failure (default 200 ms). */
   restartInitialMs?: number;
   /** Upper bound of the restart delay (default 30 s). */
@@ -213,6 +217,7 @@ export class L2Helper {
   private readonly log: HelperLogger;
   private readonly binary: string;
   private readonly launcher: string[];
+  private readonly args: string[];
   private readonly restartInitialMs: number;
   private readonly restartMaxMs: number;
   private readonly restartResetAfterMs: number;
@@ -239,6 +244,7 @@ export class L2Helper {
     this.log = opts.logger;
     this.binary = opts.binary ?? defaultHelperBinary();
     this.launcher = opts.launcher ?? [];
+    this.args = opts.args ?? [];
     this.restartInitialMs = opts.restartInitialMs ?? 200;
     this.restartMaxMs = opts.restartMaxMs ?? 30_000;
     this.restartResetAfterMs = opts.restartResetAfterMs ?? 10_000;
@@ -408,7 +414,7 @@ export class L2Helper {
 
   /** Spawns one helper and resolves once it is ready (rejects if it dies or is silent first). */
   private spawnOnce(): Promise<void> {
-    const argv = [...this.launcher, this.binary];
+    const argv = [...this.launcher, this.binary, ...this.args];
     const [cmd, ...args] = argv as [string, ...string[]];
     if (!this.launcher.length && !existsSync(this.binary)) {
       return Promise.reject(

@@ -7,10 +7,16 @@
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { defaultHelperBinary, L2Helper, type ForeignEvent, type HelperLogger } from '../../src/l2/helper.js';
+import {
+  defaultHelperBinary,
+  L2Helper,
+  type ForeignEvent,
+  type HelperLogger,
+  type ReadyEvent,
+} from '../../src/l2/helper.js';
 import { exec, execOk, labUnavailableReason, listNetns, run, waitFor } from '../lab/index.js';
 import {
   arping,
@@ -21,6 +27,7 @@ import {
   NODE1_B_MAC,
   NODE1_MAC,
   NODE2_MAC,
+  parseArpingRaw,
   pingOnce,
   vipOnLo,
   type L2Host,
@@ -144,6 +151,71 @@ describeLab('native L2 helper in network namespaces', () => {
       ['ipv6', true, 0],
     ]);
   }, 60_000);
+
+  test('answer workers: one per CPU; requests sent from each CPU are answered exactly once; --workers 0 too', async () => {
+    const cpus = availableParallelism();
+    await node1Owns();
+    const c = lab.client;
+    // The client's veth hands a frame to the receive path on the CPU that sent it, so pinning
+    // arping to CPU k makes the request arrive on worker k's socket of the fanout group.
+    const pinned = async (cpu: number, count: number) => {
+      const r = await exec(c.ns, [
+        'taskset',
+        '-c',
+        String(cpu),
+        'arping',
+        '-r',
+        '-c',
+        String(count),
+        '-w',
+        String(count + 1),
+        '-i',
+        c.ifname,
+        VIP4,
+      ]);
+      return parseArpingRaw(r.stdout);
+    };
+    const check = async (h: L2Helper, mac: string, iface: string) => {
+      const before = await ipStats(h, VIP4, iface);
+      for (let cpu = 0; cpu < cpus; cpu++) expect(await pinned(cpu, 3)).toEqual([mac, mac, mac]);
+      const after = await ipStats(h, VIP4, iface);
+      expect(after.requests - before.requests).toBe(3 * cpus);
+      expect(after.responses - before.responses).toBe(3 * cpus);
+    };
+    let ready: ReadyEvent | undefined;
+    h1.on('ready', (e) => (ready = e));
+    await check(h1, NODE1_MAC, lab.node1.ifname);
+    // The default: one worker per CPU (the main thread answers on a 1-CPU machine).
+    const h3Ready: ReadyEvent[] = [];
+    const single = new L2Helper({
+      logger: recordingLogger(logs),
+      launcher: ['ip', 'netns', 'exec', lab.node2.ns],
+      args: ['--workers', '0'],
+    });
+    single.on('ready', (e) => h3Ready.push(e));
+    helpers.push(single);
+    const multi = new L2Helper({
+      logger: recordingLogger(logs),
+      launcher: ['ip', 'netns', 'exec', lab.node2.ns],
+    });
+    const multiReady: ReadyEvent[] = [];
+    multi.on('ready', (e) => multiReady.push(e));
+    helpers.push(multi);
+    await multi.start();
+    expect(multiReady[0]?.workers).toBe(cpus > 1 ? cpus : 0);
+    await multi.stop();
+    // Single-threaded on node2 instead of node1: the same answers.
+    await h1.setOwned([], {});
+    await vipOnLo(lab.node1, VIP4, false);
+    await vipOnLo(lab.node2, VIP4, true);
+    await single.start();
+    expect(h3Ready[0]?.workers).toBe(0);
+    await single.setOwned([lab.node2.ifname], { [lab.node2.ifname]: [VIP4] });
+    await check(single, NODE2_MAC, lab.node2.ifname);
+    await single.stop();
+    await vipOnLo(lab.node2, VIP4, false);
+    expect(ready).toBeUndefined(); // h1 was not restarted meanwhile
+  }, 90_000);
 
   test('answers unicast NUD probes (v4 and v6) and link-local targets', async () => {
     await node1Owns();
