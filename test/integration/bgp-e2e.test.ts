@@ -285,6 +285,20 @@ protocol bgp i2_6 from ibgp6 { neighbor ${N2.ib6} as 64510; }
     let bird: BirdInstance | undefined;
     const nodes: SpeakerNode[] = [];
     const putAll = (file: string, yaml: string) => Promise.all(nodes.map((n) => n.put(file, yaml)));
+    /** Waits until no path for `ips` is left at BIRD (eBGP and iBGP tables; kernel too if asked). */
+    const waitWithdrawn = (ips: string[], timeoutMs: number, o: { kernel?: boolean } = {}) =>
+      waitFor(
+        async () => {
+          for (const ip of ips) {
+            const table = ip.includes(':') ? 'ibgp6t' : 'ibgp4t';
+            if ((await birdPaths(bird!, P(ip))).size > 0) return false;
+            if ((await birdPaths(bird!, P(ip), table)).size > 0) return false;
+            if (o.kernel && (await kernelNextHops(topo!.host('rt').ns, P(ip))).length > 0) return false;
+          }
+          return true;
+        },
+        { timeoutMs, intervalMs: 100, what: `${ips.join(', ')} withdrawn at BIRD` },
+      );
 
     beforeAll(async () => {
       const t0 = Date.now();
@@ -428,18 +442,7 @@ protocol bgp i2_6 from ibgp6 { neighbor ${N2.ib6} as 64510; }
       }
       const t0 = Date.now();
       await Promise.all(nodes.map((n) => n.remove('svc-api.yaml')));
-      await waitFor(
-        async () => {
-          for (const ip of API) {
-            const table = ip.includes(':') ? 'ibgp6t' : 'ibgp4t';
-            if ((await birdPaths(bird!, P(ip))).size > 0) return false;
-            if ((await birdPaths(bird!, P(ip), table)).size > 0) return false;
-            if ((await kernelNextHops(topo!.host('rt').ns, P(ip))).length > 0) return false;
-          }
-          return true;
-        },
-        { timeoutMs: 30_000, intervalMs: 100, what: `${API.join(', ')} withdrawn at BIRD` },
-      );
+      await waitWithdrawn(API, 30_000, { kernel: true });
       console.log(`bgp-e2e[bird]: Service deleted -> withdrawn at BIRD after ${Date.now() - t0} ms`);
       // The other Service stays.
       expect((await birdPaths(bird!, P(WEB[0]!))).size).toBe(2);
@@ -476,17 +479,7 @@ protocol bgp i2_6 from ibgp6 { neighbor ${N2.ib6} as 64510; }
       });
       const t0 = Date.now();
       await Promise.all(nodes.map((n) => n.remove('svc-late.yaml')));
-      await waitFor(
-        async () => {
-          for (const ip of LATE) {
-            const table = ip.includes(':') ? 'ibgp6t' : 'ibgp4t';
-            if ((await birdPaths(bird!, P(ip))).size > 0) return false;
-            if ((await birdPaths(bird!, P(ip), table)).size > 0) return false;
-          }
-          return true;
-        },
-        { timeoutMs: 20_000, intervalMs: 100, what: `${LATE.join(', ')} withdrawn at BIRD` },
-      );
+      await waitWithdrawn(LATE, 20_000);
       console.log(
         `bgp-e2e[bird]: deleted right after a session reset -> withdrawn after ${Date.now() - t0} ms`,
       );
