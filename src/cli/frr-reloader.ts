@@ -7,11 +7,77 @@
  * Environment (upstream names, spec e.3 / Appendix A): FRR_CONFIG_FILE (the config path; its
  * directory is the default --dir, its name the default --config-file), FRR_RELOADER_PID_FILE
  * (where the PID goes; default DIR/reloader.pid).
+ *
+ * `--metrics-port N` (0 = off, the default) also makes it upstream's FRR metrics sidecar: on
+ * every scrape it asks the local FRR (`show bgp vrf all neighbors json`, `show bfd peers [counters]
+ * json`) and serves the `metallb_bgp_*` and `metallb_bfd_*` series on /metrics, with /livez
+ * failing unless every daemon of `--required-daemons` runs (`show daemons`).
  */
 import { basename, dirname } from 'node:path';
+import { Registry } from 'prom-client';
 import { DEFAULT_CONFIG_FILE, runReloader } from '../frr/reloader.js';
-import { createLogger } from '../util/log.js';
+import { VtyshExecutor } from '../frr/vtysh.js';
+import { parseBfdPeerCounters, parseBfdPeers, parseBgpNeighbors } from '../observability/frr-stats.js';
+import { Metrics } from '../observability/metrics.js';
+import { ObservabilityServer } from '../observability/server.js';
+import { createLogger, type Logger } from '../util/log.js';
 import { one, parseFlags, UsageError, type Io } from './io.js';
+
+/** What `show daemons` must list for /livez to pass (upstream also wants bfdd and watchfrr). */
+export const DEFAULT_REQUIRED_DAEMONS = ['zebra', 'bgpd', 'staticd'];
+
+/**
+ * Serves FRR's BGP and BFD state as MetalLB's metrics (read at scrape time) and /livez.
+ * Returns the function that stops the listener.
+ */
+export async function startFrrMetrics(o: {
+  host: string;
+  port: number;
+  exec: Pick<VtyshExecutor, 'show'>;
+  requiredDaemons: readonly string[];
+  log: Logger;
+}): Promise<{ stop: () => Promise<void>; url: string }> {
+  const metrics = new Metrics({
+    registry: new Registry(),
+    groups: ['bgp', 'bfd'],
+    onCollectorError: (name, err) => o.log.warn('metrics collector failed', { name, error: String(err) }),
+  });
+  const json = async (cmd: string): Promise<unknown> => JSON.parse(await o.exec.show([cmd])) as unknown;
+  metrics.addCollector('frr', async () => {
+    metrics.setBgpNeighbors(parseBgpNeighbors(await json('show bgp vrf all neighbors json')));
+    let peers;
+    try {
+      peers = parseBfdPeers(await json('show bfd peers json'));
+    } catch {
+      metrics.clearBfd(); // bfdd not running: no BFD series, as upstream
+      return;
+    }
+    const counters = await json('show bfd peers counters json').then(
+      (j) => parseBfdPeerCounters(j),
+      () => undefined,
+    );
+    metrics.setBfdPeers(peers, counters);
+  });
+  const server = new ObservabilityServer({
+    host: o.host,
+    port: o.port,
+    metrics,
+    endpoints: ['metrics', 'health'],
+    liveness: async () => {
+      try {
+        const running = new Set((await o.exec.show(['show daemons'])).trim().split(/\s+/));
+        const missing = o.requiredDaemons.filter((d) => !running.has(d));
+        return missing.length ? { ok: false, reason: `not running: ${missing.join(', ')}` } : { ok: true };
+      } catch (e) {
+        return { ok: false, reason: e instanceof Error ? e.message : String(e) };
+      }
+    },
+    log: o.log,
+  });
+  await server.start();
+  o.log.info('serving', { endpoints: ['metrics', 'health'], url: server.url() });
+  return { stop: () => server.stop(), url: server.url() ?? '' };
+}
 
 /** Resolves on the first SIGTERM/SIGINT (or when `signal` aborts); SIGHUP calls `onHup`. */
 function untilStopped(onHup: () => void, signal?: AbortSignal): Promise<string> {
@@ -43,6 +109,9 @@ export async function runFrrReloader(args: string[], io: Io, signal?: AbortSigna
     { name: 'frr-reload' },
     { name: 'log-level' },
     { name: 'poll', boolean: true },
+    { name: 'metrics-port' },
+    { name: 'metrics-host' },
+    { name: 'required-daemons' },
   ]);
   const envConfig = process.env.FRR_CONFIG_FILE;
   const dir = one(flags, 'dir') ?? (envConfig ? dirname(envConfig) : undefined);
@@ -67,6 +136,16 @@ export async function runFrrReloader(args: string[], io: Io, signal?: AbortSigna
   const statusFile = one(flags, 'status-file');
   const vtysh = one(flags, 'vtysh');
   const frrReload = one(flags, 'frr-reload');
+  const metricsPortText = one(flags, 'metrics-port') ?? '0';
+  const metricsPort = Number(metricsPortText);
+  if (!/^\d+$/.test(metricsPortText) || metricsPort > 65535)
+    throw new UsageError('--metrics-port must be 0-65535 (0: no metrics listener)');
+  const requiredDaemons = (one(flags, 'required-daemons') ?? DEFAULT_REQUIRED_DAEMONS.join(','))
+    .split(',')
+    .map((d) => d.trim())
+    .filter(Boolean);
+  if (requiredDaemons.some((d) => !/^[a-z0-9]{1,32}$/.test(d)))
+    throw new UsageError('--required-daemons must be a comma-separated list of FRR daemon names');
   const reloader = await runReloader({
     dir,
     log,
@@ -78,11 +157,31 @@ export async function runFrrReloader(args: string[], io: Io, signal?: AbortSigna
     ...(frrReload !== undefined ? { frrReload } : {}),
     usePolling: flags.poll !== undefined,
   });
+  const frrMetrics = metricsPort
+    ? await startFrrMetrics({
+        host: one(flags, 'metrics-host') ?? '0.0.0.0',
+        port: metricsPort,
+        exec: new VtyshExecutor({
+          ...(pathspace !== undefined ? { pathspace } : {}),
+          ...(vtysh !== undefined ? { vtysh } : {}),
+          timeouts: { showMs: 10_000 },
+        }),
+        requiredDaemons,
+        log,
+      }).catch((e: unknown) => {
+        log.error('cannot serve FRR metrics; continuing without', {
+          port: metricsPort,
+          error: e instanceof Error ? e.message : String(e),
+        });
+        return undefined;
+      })
+    : undefined;
   const why = await untilStopped(() => {
     log.info('SIGHUP: re-reading the FRR config');
     reloader.rescan();
   }, signal);
   log.info('stopping', { signal: why });
+  await frrMetrics?.stop();
   await reloader.stop();
   return 0;
 }

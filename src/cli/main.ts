@@ -25,9 +25,10 @@ Usage:
   ironlb speaker --node NAME --source dir:PATH [--frr-dir DIR] [--l2] [--ml-bind-addr A --ml-seeds H:P,…]
       Standalone speaker: watch a directory of objects; BGP keeps DIR/frr.conf up to date, L2 answers
       ARP/NDP for the IPs this node is elected for (liveness from the speakers' UDP membership).
-  ironlb frr-reloader --dir DIR [--pathspace NS]
+  ironlb frr-reloader --dir DIR [--pathspace NS] [--metrics-port N]
       FRR sidecar: apply every new DIR/frr.conf to the running FRR (incrementally through vtysh,
-      frr-reload.py as the fallback) and report the result in DIR/frr-status.json.
+      frr-reload.py as the fallback) and report the result in DIR/frr-status.json. With
+      --metrics-port: FRR's BGP/BFD sessions as metallb_bgp_* / metallb_bfd_* metrics, and /livez.
   ironlb controller [--kubeconfig PATH] [--namespace NS] [--lb-class CLASS]
       Allocate Service IPs on a cluster (Lease leader election; one active replica).
   ironlb help | --help       This text.

@@ -25,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { DirSource } from '../../src/speaker/dir-source.js';
 import { silentLogger } from '../../src/util/log.js';
 import {
+  exec,
   execOk,
   labUnavailableReason,
   startBird,
@@ -153,6 +154,8 @@ function capabilityBlock(text: string, section: string, cap: string): string[] |
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Where node2's reloader serves FRR's metrics, inside node2's namespace (upstream: 7473). */
+const FRR_METRICS_PORT = 17473;
 
 /** Runs every step even if earlier ones fail; rethrows the first error. */
 async function cleanupAll(steps: (() => Promise<unknown> | undefined)[]): Promise<void> {
@@ -707,7 +710,15 @@ exit
           ns: topo.host('n2').ns,
           nodeName: 'node2',
           objects: OBJECTS,
-          reloaderArgs: ['--log-level', 'debug'],
+          // Also upstream's FRR metrics sidecar (node2's FRR runs bfdd too).
+          reloaderArgs: [
+            '--log-level',
+            'debug',
+            '--metrics-port',
+            String(FRR_METRICS_PORT),
+            '--required-daemons',
+            'zebra,bgpd,staticd,bfdd',
+          ],
         }),
       );
       await nodes[0]!.waitApplied({ contains: ['netns /run/netns/red'] });
@@ -758,6 +769,39 @@ exit
           'detect-multiplier': 3,
         });
       }
+    }, 60_000);
+
+    test("the reloader as FRR metrics sidecar: metallb_bgp_* and metallb_bfd_* for the router's sessions, /livez", async () => {
+      // Fetched from inside node2's namespace, where the reloader listens.
+      const get = async (path: string) => {
+        const script = `fetch('http://127.0.0.1:${FRR_METRICS_PORT}${path}').then(async (r) => process.stdout.write(r.status + '\\n' + (await r.text())))`;
+        const r = await exec(nodes[1]!.ns, [process.execPath, '-e', script]);
+        const [status, ...body] = r.stdout.split('\n');
+        return { status: Number(status), body: body.join('\n') };
+      };
+      const peer = FR.v4.replace(/\./g, '\\.');
+      const metrics = await waitFor(
+        async () => {
+          const r = await get('/metrics');
+          return new RegExp(`metallb_bfd_session_up\\{peer="${peer}",vrf="default"\\} 1`).test(r.body)
+            ? r.body
+            : null;
+        },
+        { timeoutMs: 30_000, what: 'node2 FRR metrics: BFD session with the router up' },
+      );
+      expect(metrics).toMatch(new RegExp(`metallb_bgp_session_up\\{peer="${peer}:\\d+",vrf="default"\\} 1`));
+      const opens = new RegExp(
+        `metallb_bgp_opens_received\\{peer="${peer}:\\d+",vrf="default"\\} (\\d+)`,
+      ).exec(metrics);
+      expect(Number(opens?.[1])).toBeGreaterThanOrEqual(1);
+      expect(metrics).toMatch(
+        new RegExp(`metallb_bgp_announced_prefixes_total\\{peer="${peer}:\\d+",vrf="default"\\} [1-9]`),
+      );
+      expect(metrics).toMatch(
+        new RegExp(`metallb_bfd_control_packet_input\\{peer="${peer}",vrf="default"\\} [1-9]`),
+      );
+      expect(metrics).not.toContain(SECRET);
+      expect(await get('/livez')).toMatchObject({ status: 200 });
     }, 60_000);
 
     test('cable cut at node2: BFD makes the router drop node2 quickly', async () => {

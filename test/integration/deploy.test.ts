@@ -637,7 +637,11 @@ describe('the chart with default values', () => {
       FRR_CONFIG_FILE: '/etc/frr_reloader/frr.conf',
       FRR_RELOADER_PID_FILE: '/etc/frr_reloader/reloader.pid',
       IRONLB_BIN: '/ironlb/bin/ironlb',
+      // The reloader is also the FRR metrics sidecar (upstream's port) and the liveness check.
+      IRONLB_RELOADER_ARGS: '--metrics-port 7473 --required-daemons zebra,bgpd,staticd,bfdd',
     });
+    expect(f.ports).toEqual([{ name: 'frrmetrics', containerPort: 7473 }]);
+    expect(f.livenessProbe.httpGet).toEqual({ path: '/livez', port: 7473 });
     expect(f.volumeMounts).toEqual([
       { name: 'frr-sockets', mountPath: '/var/run/frr' },
       { name: 'frr-conf', mountPath: '/etc/frr' },

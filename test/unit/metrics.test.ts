@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { register as globalRegistry, Registry, type OpenMetricsContentType } from 'prom-client';
 import { Allocator } from '../../src/allocator/allocator.js';
+import { startFrrMetrics } from '../../src/cli/frr-reloader.js';
 import {
   bigintToMetric,
   DEFAULT_BUCKETS,
@@ -19,6 +20,7 @@ import {
   type BgpNeighbor,
   type MetricGroup,
 } from '../../src/observability/metrics.js';
+import { silentLogger } from '../../src/util/log.js';
 import { pools } from './helpers/alloc-fixtures.js';
 
 const fixture = (name: string): string =>
@@ -782,5 +784,61 @@ describe('collectors', () => {
     await m.render();
     expect(runs).toBe(2);
     expect(errors).toEqual(['slow: collector slow timed out after 50 ms']);
+  });
+});
+
+describe('ironlb frr-reloader --metrics-port: FRR metrics sidecar', () => {
+  const serve = async (daemons: string, bfd: 'up' | 'not running') => {
+    const calls: string[] = [];
+    const exec = {
+      show: (cmds: readonly string[]) => {
+        const c = cmds[0]!;
+        calls.push(c);
+        if (c === 'show daemons') return Promise.resolve(` ${daemons}\n`);
+        if (c === 'show bgp vrf all neighbors json')
+          return Promise.resolve(fixture('bgp-neighbors-vrf-all.node-up.json'));
+        if (bfd === 'not running')
+          return Promise.reject(new Error('vtysh show bfd peers json: bfdd is not running'));
+        if (c === 'show bfd peers json') return Promise.resolve(fixture('bfd-peers.node-up.json'));
+        return Promise.resolve(fixture('bfd-peers-counters.node-up.json'));
+      },
+    };
+    const srv = await startFrrMetrics({
+      host: '127.0.0.1',
+      port: 0,
+      exec,
+      requiredDaemons: ['zebra', 'bgpd', 'staticd', 'bfdd'],
+      log: silentLogger,
+    });
+    return { srv, calls };
+  };
+
+  test('metrics read from FRR at scrape time; /livez fails while a required daemon is missing', async () => {
+    const { srv, calls } = await serve('zebra bgpd staticd bfdd', 'up');
+    try {
+      const m = await (await fetch(`${srv.url}/metrics`)).text();
+      expect(m).toMatch(/^metallb_bgp_session_up\{peer="[^"]+",vrf="default"\} 1$/m);
+      expect(m).toMatch(/^metallb_bfd_session_up\{peer="[^"]+",vrf="default"\} 1$/m);
+      expect(m).not.toMatch(/metallb_allocator_|metallb_speaker_/); // only the FRR groups
+      expect(calls).toEqual([
+        'show bgp vrf all neighbors json',
+        'show bfd peers json',
+        'show bfd peers counters json',
+      ]);
+      expect((await fetch(`${srv.url}/livez`)).status).toBe(200);
+    } finally {
+      await srv.stop();
+    }
+    const down = await serve('zebra bgpd staticd', 'not running');
+    try {
+      const live = await fetch(`${down.srv.url}/livez`);
+      expect(live.status).toBe(503);
+      expect(await live.text()).toContain('not running: bfdd');
+      const m = await (await fetch(`${down.srv.url}/metrics`)).text();
+      expect(m).toMatch(/^metallb_bgp_session_up\{/m);
+      expect(m).not.toMatch(/^metallb_bfd_session_up\{/m); // no BFD series without bfdd
+    } finally {
+      await down.srv.stop();
+    }
   });
 });
