@@ -23,7 +23,8 @@
  * A benchmark, not a test: nothing asserts on timing. Needs root, FRR 8.4 and BIRD 2 (see
  * test/lab/README.md). FRR runs zebra, bgpd and staticd (the config has no BFD; set
  * IRONLB_BENCH_BFDD=1 to run bfdd too — every prefix-list entry then costs a third more).
- * IRONLB_BENCH_JSON=FILE also writes every figure as JSON.
+ * IRONLB_BENCH_JSON=FILE also writes every figure as JSON. IRONLB_BENCH_SKIP_STAGES=1 skips the
+ * per-stage timings (each reads FRR's whole running config).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -620,8 +621,20 @@ async function runSize(n: number): Promise<SizeResult> {
 
     // Each stage on its own (the pipeline is idle).
     await node.quiet();
-    res.stages = await probeStages(frr.name, join(frrDir, 'frr.conf'), vs[1] ?? vs[0]!);
-    log(`  stages: ${JSON.stringify(res.stages)}`);
+    // Optional: a stage that runs into its bound (FRR 8.4 prints a 10 000-Service config for
+    // minutes) is noted; the end-to-end measurements below still run.
+    if (env.IRONLB_BENCH_SKIP_STAGES === '1') {
+      res.notes.push(`N=${n}: stages not probed (IRONLB_BENCH_SKIP_STAGES=1)`);
+    } else {
+      try {
+        res.stages = await probeStages(frr.name, join(frrDir, 'frr.conf'), vs[1] ?? vs[0]!);
+        log(`  stages: ${JSON.stringify(res.stages)}`);
+      } catch (e) {
+        const why = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+        res.notes.push(`N=${n}: stages not measured: ${why}`);
+        log(`  stages not measured: ${why}`);
+      }
+    }
 
     // 2. Single changes, incremental.
     await measureSingles(node, vs, 'incremental', REPS, changeTimeoutS(n) * 1000, res);

@@ -23,6 +23,9 @@
  *        new submission cancels a check that is under way. Any other script is checked against
  *        `show running-config` at once. A full check compares every line of the config (FRR's
  *        known rewrites normalised, prefix-lists as sets) and re-reads FRR's prefix-lists.
+ *   The lazy check also waits at least 10 times as long as the previous one took, so that on a
+ *   huge config (FRR 8.4 prints 10 000s of prefix-list entries slowly, and answers nothing else
+ *   meanwhile) it costs FRR at most about a tenth of its time.
  *   A diff the incremental path cannot do safely, a vtysh error or a failed targeted check falls
  *   back to the full reload. A failed lazy check re-applies the config: incrementally from what
  *   FRR really has when only prefix-list entries differ, otherwise as a full reload.
@@ -202,6 +205,8 @@ interface Unchecked {
 type Outcome = 'applied' | 'failed' | 'rejected';
 
 const MAX_ERROR_CHARS = 2000;
+/** The lazy check waits at least this many times the duration of the previous one. */
+const CHECK_SPACING = 10;
 /** Beyond this many remembered removals the lazy check only checks what must be there. */
 const MAX_ABSENT = 50_000;
 const PL_PROBLEM =
@@ -453,9 +458,12 @@ export class FrrApplier {
   /** Arms the lazy whole-config check once nothing else is to be done. */
   private scheduleCheck(): void {
     if (!this.unchecked || this.checkTimer || this.checkDelayMs < 0 || this.forceFull) return;
-    const delay = this.checkFailures
+    const base = this.checkFailures
       ? Math.min(this.checkDelayMs * 2 ** this.checkFailures, Math.max(this.maxBackoffMs, this.checkDelayMs))
       : this.checkDelayMs;
+    // FRR answers nothing else while it prints its config (minutes for 10 000s of prefix-list
+    // entries on FRR 8.4): keep the checks to about a tenth of its time.
+    const delay = Math.max(base, CHECK_SPACING * (this.lastCheck?.durationMs ?? 0));
     this.checkTimer = setTimeout(() => {
       this.checkTimer = undefined;
       if (this.stopped || this.loop || this.retry || this.pending || !this.unchecked) return;

@@ -641,7 +641,7 @@ describe('the chart with default values', () => {
       IRONLB_RELOADER_ARGS: '--metrics-port 7473 --required-daemons zebra,bgpd,staticd,bfdd',
     });
     expect(f.ports).toEqual([{ name: 'frrmetrics', containerPort: 7473 }]);
-    expect(f.livenessProbe.httpGet).toEqual({ path: '/livez', port: 7473 });
+    expect(f.livenessProbe?.httpGet).toEqual({ path: '/livez', port: 7473 });
     expect(f.volumeMounts).toEqual([
       { name: 'frr-sockets', mountPath: '/var/run/frr' },
       { name: 'frr-conf', mountPath: '/etc/frr' },

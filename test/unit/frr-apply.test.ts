@@ -726,6 +726,26 @@ describe('FrrApplier: prefix-lists against what FRR has', () => {
     });
   });
 
+  test('the lazy check waits at least 10 times as long as the previous one took', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake, { checkDelayMs: 10 });
+    a.submit(A);
+    await a.whenIdle();
+    fake.runningDelayMs = 60; // a big config: FRR takes a while to print it
+    await sleep(150);
+    expect(a.status()).toMatchObject({ verifiedGeneration: 1 });
+    const took = a.status().lastCheck!.durationMs;
+    expect(took).toBeGreaterThanOrEqual(55);
+    fake.calls = [];
+    a.submit(B);
+    await a.whenIdle();
+    await sleep(8 * took); // well past checkDelayMs, not yet 10 × took
+    expect(fake.ops().filter((o) => o === 'runningConfig')).toHaveLength(0);
+    await sleep(4 * took + 100);
+    expect(fake.ops().filter((o) => o === 'runningConfig')).toHaveLength(1);
+    expect(a.status()).toMatchObject({ verifiedGeneration: 2 });
+  });
+
   test('a new submission aborts a lazy check under way; the check runs again afterwards', async () => {
     const fake = new FakeFrr();
     fake.runningDelayMs = 200;
