@@ -55,6 +55,7 @@ import {
   prefixListEntries,
   prefixListNames,
   renderVtyshScript,
+  splitForDaemons,
   verifyEntryChecks,
   verifyFull,
   type ConfigDiff,
@@ -83,8 +84,8 @@ export interface FrrExecutor {
   reloadTest(config: string): Promise<ExecOutcome>;
   /** `frr-reload.py --reload FILE`. */
   reload(config: string): Promise<ExecOutcome>;
-  /** `vtysh -f FILE` with configuration commands (already in config mode). */
-  applyScript(script: string): Promise<ExecOutcome>;
+  /** `vtysh -f FILE` with configuration commands (already in config mode); `-d bgpd` when asked. */
+  applyScript(script: string, opts?: { daemon?: 'bgpd' }): Promise<ExecOutcome>;
   /** `show running-config` text; rejects when vtysh fails or `signal` aborts it. */
   runningConfig(signal?: AbortSignal): Promise<string>;
   /** Show commands in one vtysh run (`-c` each); resolves with their output, one after another. */
@@ -627,7 +628,12 @@ export class FrrApplier {
           addDryRun(this.now() - td);
           if (!dry.ok) return finish(this.reject(job, dry.errors, 'the change script'));
           const ta = this.now();
-          const r = await this.exec.applyScript(script);
+          let r: ExecOutcome = { ok: true, output: '', durationMs: 0 };
+          for (const part of splitForDaemons(diff.changes)) {
+            const text = renderVtyshScript(part.changes);
+            r = await this.exec.applyScript(text, part.daemon ? { daemon: part.daemon } : undefined);
+            if (!r.ok) break;
+          }
           timings.applyMs = this.now() - ta;
           if (!r.ok) {
             fallback = `vtysh -f failed: ${summariseOutput(r.output)}`;

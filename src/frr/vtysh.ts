@@ -184,12 +184,12 @@ export class VtyshExecutor implements FrrExecutor {
     });
   }
 
-  async applyScript(script: string): Promise<ExecOutcome> {
+  async applyScript(script: string, opts: { daemon?: 'bgpd' } = {}): Promise<ExecOutcome> {
     const { dir, done } = await privateDir(this.opts.tmpDir);
     try {
       const file = await writePrivate(dir, 'changes.conf', script);
       const r = await runCommand(
-        [this.vtysh, ...this.ns, '-f', file],
+        [this.vtysh, ...this.ns, ...(opts.daemon ? ['-d', opts.daemon] : []), '-f', file],
         this.opts.timeouts?.applyMs ?? 600_000,
       );
       return outcome(r, r.code === 0);

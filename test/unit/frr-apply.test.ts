@@ -20,6 +20,7 @@ import {
   type ExecOutcome,
   type FrrExecutor,
 } from '../../src/frr/apply.js';
+import { splitForDaemons } from '../../src/frr/config-diff.js';
 import {
   contextKindOf,
   formatTree,
@@ -32,7 +33,7 @@ import { runReloader, type ReloaderStatusFile } from '../../src/frr/reloader.js'
 import { createLogger, silentLogger } from '../../src/util/log.js';
 
 type Op = 'dryRun' | 'reloadTest' | 'reload' | 'applyScript' | 'runningConfig' | 'show';
-type Call = { op: Op; text: string };
+type Call = { op: Op; text: string; daemon?: string };
 
 const PL = /^(ip|ipv6) prefix-list (\S+) seq (\d+) (permit|deny) (\S+)$/;
 
@@ -88,8 +89,8 @@ class FakeFrr implements FrrExecutor {
     return { ok: true, output: '', durationMs: 1 };
   }
 
-  async applyScript(script: string): Promise<ExecOutcome> {
-    this.calls.push({ op: 'applyScript', text: script });
+  async applyScript(script: string, opts?: { daemon?: 'bgpd' }): Promise<ExecOutcome> {
+    this.calls.push({ op: 'applyScript', text: script, ...(opts?.daemon ? { daemon: opts.daemon } : {}) });
     await this.pause();
     if (this.script === 'fail')
       return { ok: false, output: 'line 2: % Unknown command[4]: x', durationMs: 1 };
@@ -840,6 +841,69 @@ async function writeAtomically(dir: string, text: string): Promise<void> {
 }
 
 const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+
+describe('FrrApplier: new prefix-list entries go to bgpd only', () => {
+  test('a Service added: one `vtysh -d bgpd -f`; removed: one `vtysh -f` to all daemons; replaced: both, in order', async () => {
+    const fake = new FakeFrr();
+    const a = make(fake);
+    a.submit(A);
+    await a.whenIdle();
+    const parts = () =>
+      fake.calls
+        .filter((c) => c.op === 'applyScript')
+        .map((c) => [c.daemon ?? 'all', c.text.trim().split('\n')]);
+    fake.calls = [];
+    a.submit(B); // .11 added
+    await a.whenIdle();
+    expect(parts()).toEqual([
+      [
+        'bgpd',
+        [
+          'ip prefix-list n-allowed-ipv4 seq 2 permit 198.51.100.11/32',
+          'router bgp 64510',
+          ' address-family ipv4 unicast',
+          '  network 198.51.100.11/32',
+          ' exit-address-family',
+          'exit',
+        ],
+      ],
+    ]);
+    fake.calls = [];
+    a.submit(A); // .11 removed
+    await a.whenIdle();
+    expect(parts().map(([d]) => d)).toEqual(['all']);
+    fake.calls = [];
+    a.submit(C); // .10 replaced by .12: removal to all first, then the addition to bgpd
+    await a.whenIdle();
+    const p = parts();
+    expect(p.map(([d]) => d)).toEqual(['all', 'bgpd']);
+    expect(p[0]![1]).toContain('no ip prefix-list n-allowed-ipv4 seq 1 permit 198.51.100.10/32');
+    expect(p[1]![1]).toContain('ip prefix-list n-allowed-ipv4 seq 2 permit 198.51.100.12/32');
+    expect(p[1]![1]).toContain('  no network 198.51.100.10/32'); // router lines join the run
+    expect(a.status()).toMatchObject({ appliedGeneration: 4, mode: 'incremental', counts: { full: 1 } });
+    expect(summary(formatTree({ root: fake.root, problems: [] }))).toBe(summary(C));
+  });
+
+  test('splitForDaemons keeps the order and joins router changes to the run before them', () => {
+    const ch = (context: string[], op: 'add' | 'delete', command: string) => ({ context, op, command });
+    const r = ['router bgp 64510', 'address-family ipv4 unicast'];
+    const parts = splitForDaemons([
+      ch([], 'delete', 'no ip prefix-list L seq 1 permit 198.51.100.1/32'),
+      ch(r, 'delete', 'no network 198.51.100.1/32'),
+      ch([], 'add', 'ip prefix-list L seq 2 permit 198.51.100.2/32'),
+      ch(r, 'add', 'network 198.51.100.2/32'),
+      ch(['route-map L-out permit 1'], 'add', 'match ip address prefix-list L'),
+    ]);
+    expect(parts.map((p) => [p.daemon ?? 'all', p.changes.map((c) => c.command)])).toEqual([
+      ['all', ['no ip prefix-list L seq 1 permit 198.51.100.1/32', 'no network 198.51.100.1/32']],
+      ['bgpd', ['ip prefix-list L seq 2 permit 198.51.100.2/32', 'network 198.51.100.2/32']],
+      ['all', ['match ip address prefix-list L']],
+    ]);
+    expect(splitForDaemons([ch(r, 'add', 'network 198.51.100.2/32')])).toEqual([
+      { daemon: 'bgpd', changes: [ch(r, 'add', 'network 198.51.100.2/32')] },
+    ]);
+  });
+});
 
 describe('FrrApplier: withdrawal sweep (FRR 8.4 coalesce window)', () => {
   const scripts = (fake: FakeFrr) => fake.calls.filter((c) => c.op === 'applyScript').map((c) => c.text);

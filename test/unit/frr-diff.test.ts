@@ -1144,8 +1144,8 @@ describe('targeted entry checks (show … prefix-list NAME seq N json)', () => {
     const any6 = { ...e(2, 'deny', '::/0'), maximumPrefixLength: 128 };
     expect(verifyEntryChecks([checks[2]!], answer('M', [any6]))).toEqual([]);
     // The zero prefix alone (the default route) is not "any".
+    // (New entries go to bgpd only: zebra's answer does not count for them.)
     expect(verifyEntryChecks([checks[2]!], answer('M', [e(2, 'deny', '::/0')]))).toEqual([
-      'ZEBRA: ipv6 prefix-list M seq 2 is deny ::/0, want deny any',
       'BGP: ipv6 prefix-list M seq 2 is deny ::/0, want deny any',
     ]);
     const le = { family: 'ip' as const, list: 'G', seq: 2, expect: 'permit 198.51.100.0/24 le 32' };
@@ -1153,10 +1153,28 @@ describe('targeted entry checks (show … prefix-list NAME seq N json)', () => {
     expect(verifyEntryChecks([le], leAnswer)).toEqual([]);
   });
 
+  test('an entry added to bgpd only (zebra lacks it) passes; a removal must be gone from every daemon', () => {
+    const only = (d: string, list: string, entries: object[]) =>
+      JSON.stringify({ [d]: { [list]: { entries } } });
+    const add = { family: 'ip' as const, list: 'L', seq: 3, expect: 'permit 198.51.100.3/32' };
+    expect(
+      verifyEntryChecks(
+        [add],
+        only('ZEBRA', 'L', []) + only('BGP', 'L', [e(3, 'permit', '198.51.100.3/32')]),
+      ),
+    ).toEqual([]);
+    const del = { family: 'ip' as const, list: 'L', seq: 1, expect: null };
+    expect(
+      verifyEntryChecks(
+        [del],
+        only('ZEBRA', 'L', [e(1, 'permit', '198.51.100.1/32')]) + only('BGP', 'L', []),
+      ),
+    ).toEqual(['still present in ZEBRA: ip prefix-list L seq 1 permit 198.51.100.1/32']);
+  });
+
   test('an entry FRR dropped, one still there, a list that does not exist, garbage', () => {
     const out = [answer('L', []), answer('L', [e(1, 'permit', '198.51.100.1/32')])].join('');
     expect(verifyEntryChecks(checks, out)).toEqual([
-      'ZEBRA: ip prefix-list L seq 3 is missing, want permit 198.51.100.3/32',
       'BGP: ip prefix-list L seq 3 is missing, want permit 198.51.100.3/32',
       'still present in ZEBRA: ip prefix-list L seq 1 permit 198.51.100.1/32',
       'still present in BGP: ip prefix-list L seq 1 permit 198.51.100.1/32',
