@@ -20,7 +20,9 @@ import { EventRecorder } from '../k8s/events.js';
 import { LeaderElector } from '../k8s/leader.js';
 import { createLogger } from '../util/log.js';
 import { one, parseFlags, UsageError, type Io } from './io.js';
-import { newMetrics, portFlag, startObservability, untilSignal } from './speaker.js';
+import { newMetrics } from '../observability/metrics.js';
+import { portFlag } from './io.js';
+import { startObservability, untilSignal } from './speaker.js';
 
 export async function runController(args: string[], io: Io, signal?: AbortSignal): Promise<number> {
   const flags = parseFlags(args, [

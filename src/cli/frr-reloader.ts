@@ -14,14 +14,13 @@
  * failing unless every daemon of `--required-daemons` runs (`show daemons`).
  */
 import { basename, dirname } from 'node:path';
-import { Registry } from 'prom-client';
 import { DEFAULT_CONFIG_FILE, runReloader } from '../frr/reloader.js';
 import { VtyshExecutor } from '../frr/vtysh.js';
 import { parseBfdPeerCounters, parseBfdPeers, parseBgpNeighbors } from '../observability/frr-stats.js';
-import { Metrics } from '../observability/metrics.js';
+import { newMetrics } from '../observability/metrics.js';
 import { ObservabilityServer } from '../observability/server.js';
 import { createLogger, type Logger } from '../util/log.js';
-import { one, parseFlags, UsageError, type Io } from './io.js';
+import { one, parseFlags, portFlag, UsageError, type Io } from './io.js';
 
 /** What `show daemons` must list for /livez to pass (upstream also wants bfdd and watchfrr). */
 export const DEFAULT_REQUIRED_DAEMONS = ['zebra', 'bgpd', 'staticd'];
@@ -37,11 +36,7 @@ export async function startFrrMetrics(o: {
   requiredDaemons: readonly string[];
   log: Logger;
 }): Promise<{ stop: () => Promise<void>; url: string }> {
-  const metrics = new Metrics({
-    registry: new Registry(),
-    groups: ['bgp', 'bfd'],
-    onCollectorError: (name, err) => o.log.warn('metrics collector failed', { name, error: String(err) }),
-  });
+  const metrics = newMetrics(['bgp', 'bfd'], o.log);
   const json = async (cmd: string): Promise<unknown> => JSON.parse(await o.exec.show([cmd])) as unknown;
   metrics.addCollector('frr', async () => {
     metrics.setBgpNeighbors(parseBgpNeighbors(await json('show bgp vrf all neighbors json')));
@@ -136,10 +131,7 @@ export async function runFrrReloader(args: string[], io: Io, signal?: AbortSigna
   const statusFile = one(flags, 'status-file');
   const vtysh = one(flags, 'vtysh');
   const frrReload = one(flags, 'frr-reload');
-  const metricsPortText = one(flags, 'metrics-port') ?? '0';
-  const metricsPort = Number(metricsPortText);
-  if (!/^\d+$/.test(metricsPortText) || metricsPort > 65535)
-    throw new UsageError('--metrics-port must be 0-65535 (0: no metrics listener)');
+  const metricsPort = portFlag(one(flags, 'metrics-port'), 'metrics-port', 0);
   const requiredDaemons = (one(flags, 'required-daemons') ?? DEFAULT_REQUIRED_DAEMONS.join(','))
     .split(',')
     .map((d) => d.trim())

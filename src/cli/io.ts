@@ -65,3 +65,11 @@ export function parseFlags(args: readonly string[], specs: readonly FlagSpec[]):
 export function one(flags: Flags, name: string): string | undefined {
   return flags[name]?.[0];
 }
+
+/** A port flag: 0-65535 (0 = disabled). */
+export function portFlag(text: string | undefined, name: string, dflt: number): number {
+  if (text === undefined || text === '') return dflt;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--${name} must be 0-65535`);
+  return n;
+}

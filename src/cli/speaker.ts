@@ -27,9 +27,8 @@ import type { LoadedObject } from '../config/load.js';
 import { formatIP } from '../ip/ip.js';
 import { KubeClient, RESOURCES, type KObject } from '../k8s/client.js';
 import { EventRecorder } from '../k8s/events.js';
-import { Metrics, type AnnounceProtocol, type MetricGroup } from '../observability/metrics.js';
+import { newMetrics, type AnnounceProtocol, type Metrics } from '../observability/metrics.js';
 import { ObservabilityServer } from '../observability/server.js';
-import { Registry } from 'prom-client';
 import { readFile } from 'node:fs/promises';
 import { createLogger, type Logger } from '../util/log.js';
 import { asRecord, asString } from '../util/shape.js';
@@ -37,7 +36,7 @@ import { L2Announcer, NodeListLiveness, type AnnouncerStatus } from '../l2/annou
 import { L2Helper } from '../l2/helper.js';
 import { compileExcludes, DEFAULT_EXCLUDES, scanInterfaces } from '../l2/interfaces.js';
 import { DEFAULT_PORT, Membership } from '../l2/membership.js';
-import { one, parseFlags, UsageError, type Flags, type Io } from './io.js';
+import { one, parseFlags, portFlag, UsageError, type Flags, type Io } from './io.js';
 
 const LEVELS = ['all', 'debug', 'info', 'warn', 'error', 'none'];
 
@@ -210,23 +209,6 @@ export async function runSpeaker(args: string[], io: Io, signal?: AbortSignal): 
   await stopObservability();
   client?.close();
   return 0;
-}
-
-/** A port flag: 0-65535 (0 = disabled). */
-export function portFlag(text: string | undefined, name: string, dflt: number): number {
-  if (text === undefined || text === '') return dflt;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--${name} must be 0-65535`);
-  return n;
-}
-
-/** Metrics on a registry of their own (never prom-client's global one). */
-export function newMetrics(groups: readonly MetricGroup[], log: Logger): Metrics {
-  return new Metrics({
-    registry: new Registry(),
-    groups,
-    onCollectorError: (name, err) => log.warn('metrics collector failed', { name, error: String(err) }),
-  });
 }
 
 /**

@@ -710,6 +710,8 @@ interface ProbeSocket {
   readonly sock: dgram.Socket;
   readonly address: string;
   readonly port: number;
+  /** connect() has completed: sends go through this socket (before: the main one). */
+  ready: boolean;
   /** Refusals since the last datagram from the member, and when the first came. */
   refusals: number;
   firstRefusalAt: number;
@@ -777,7 +779,7 @@ export class Membership {
   private readonly filter?: (p: PacketInfo) => boolean;
   private readonly deadOnRefusal: boolean;
   /** Connected sockets for direct pings, by member name (see ProbeSocket). */
-  private readonly probeSockets = new Map<string, ProbeSocket & { ready: boolean }>();
+  private readonly probeSockets = new Map<string, ProbeSocket>();
   private readonly key: Buffer | null;
   private readonly tag: Buffer;
   private readonly family: 4 | 6;
@@ -1624,7 +1626,7 @@ export class Membership {
   }
 
   /** The member's connected ping socket (created on first use; undefined when turned off). */
-  private probeSocketFor(m: Member): (ProbeSocket & { ready: boolean }) | undefined {
+  private probeSocketFor(m: Member): ProbeSocket | undefined {
     if (!this.deadOnRefusal || !this.running) return undefined;
     const cur = this.probeSockets.get(m.name);
     if (cur && cur.address === m.address && cur.port === m.port) return cur;
@@ -1669,7 +1671,7 @@ export class Membership {
    * it is dead without waiting for the suspicion timeout. A partition cannot cause this (no ICMP
    * crosses it either), so the fencing bound is unaffected.
    */
-  private onRefused(name: string, ps: ProbeSocket & { ready: boolean }): void {
+  private onRefused(name: string, ps: ProbeSocket): void {
     if (!this.running || this.stopping || this.probeSockets.get(name) !== ps) return;
     const m = this.table.get(name);
     if (!m || (m.state !== 'alive' && m.state !== 'suspect')) return;
@@ -1804,7 +1806,7 @@ export class Membership {
   private sendMsg(
     dest: Dest,
     body: WireBody,
-    opt: { extra?: WireEntry[]; noGossip?: boolean; via?: ProbeSocket & { ready: boolean } } = {},
+    opt: { extra?: WireEntry[]; noGossip?: boolean; via?: ProbeSocket } = {},
   ): void {
     const sock = this.socket;
     if (!sock || !this.running) return;

@@ -673,3 +673,15 @@ function cmp(a: string, b: string): number {
 function announcedKey(s: AnnouncedSeries): string {
   return [s.service, s.protocol, s.node, s.ip].join('\u0000');
 }
+
+/** Metrics on a registry of their own (never prom-client's global one); collector failures are logged. */
+export function newMetrics(
+  groups: readonly MetricGroup[],
+  log: { warn(msg: string, fields?: Record<string, unknown>): void },
+): Metrics {
+  return new Metrics({
+    registry: new Registry(),
+    groups,
+    onCollectorError: (name, err) => log.warn('metrics collector failed', { name, error: String(err) }),
+  });
+}
